@@ -1,0 +1,58 @@
+"""One connection factory for standalone Redis and Redis Cluster, from one URL.
+
+`redis://`, `rediss://` and `unix://` give a standalone client; `redis+cluster://` and
+`rediss+cluster://` give a cluster client seeded by that node. Clients speak bytes
+(values are binary) and retry connection errors with exponential backoff. The caller
+owns the client and closes it with `aclose()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+__all__ = ["RedisClient", "connect", "is_cluster", "redact"]
+
+RedisClient = Redis | RedisCluster
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else f"{scheme}{sep}***@{host}"
+
+
+def connect(url: str, *, retries: int = 3, **options: Any) -> RedisClient:
+    """A client for `url`; nothing is sent until first use."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a Redis URL: {redact(url)!r}")
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.02), retries)
+    common: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_connect_timeout": 5.0,
+        "retry": retry,
+        **options,
+    }
+    if scheme in _CLUSTER_SCHEMES:
+        plain = f"{_CLUSTER_SCHEMES[scheme]}://{rest}"
+        return RedisCluster.from_url(plain, **common)
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
+    common["retry_on_error"] = [RedisConnectionError, RedisTimeoutError]
+    return Redis.from_url(url, **common)
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)

@@ -1,0 +1,113 @@
+"""A partition's change log: positions, reads with trim detection, collection loads.
+
+Positions are always ids of real entries (`mark` adds a no-op entry to an empty log),
+so a position that has been trimmed away is told by its entry being gone. Because
+`XADD MAXLEN ~ N` never keeps fewer than N entries, a read that returns fewer entries
+than it asked for (with COUNT < N) cannot have skipped any: the entry check is only
+needed when a read comes back full.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cluster.keys import Keys
+from cluster.messages import Change
+from cluster.partition import partition_of
+from cluster.settings import StorageSettings
+
+from . import _lua
+from ._format import StoredRow, parse_entry, parse_stored
+from ._scan import hscan_batches
+from .connection import RedisClient
+
+__all__ = ["ChangeLog", "Loaded", "LogRead", "LogTrimmed"]
+
+_MARK = _lua.load("mark")
+
+
+class LogTrimmed(Exception):
+    """The position was trimmed away: the reader must reload and reset."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    changes: list[Change]
+    position: str
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A collection as loaded: rows, then changes since the scan began, and the position
+    to tail from. Applying `changes` to `rows` with the version rule gives the rows as of
+    `position`."""
+
+    rows: list[StoredRow]
+    changes: list[Change] = field(default_factory=list)
+    position: str = "0-0"
+
+
+class ChangeLog:
+    """Reads of `lq:events:{p}`."""
+
+    def __init__(self, client: RedisClient, settings: StorageSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+
+    async def mark(self, p: int) -> tuple[str, int]:
+        """The log's current end as a position, and Redis time in ms."""
+        position, now = await _MARK(self.client, [self.keys.events(p)], [self.settings.log_maxlen])
+        return position.decode(), int(now)
+
+    async def entry_exists(self, p: int, position: str) -> bool:
+        found = await self.client.xrange(self.keys.events(p), position, position, count=1)
+        return bool(found)
+
+    async def read(self, p: int, after: str, count: int = 1000) -> LogRead:
+        """Changes after `after` (at most `count`); LogTrimmed if some may be lost."""
+        key = self.keys.events(p)
+        entries: Any = await self.client.xrange(key, f"({after}", "+", count=count)
+        if len(entries) >= count and not await self.entry_exists(p, after):
+            raise LogTrimmed(f"partition {p}: position {after} was trimmed")
+        changes = [c for sid, fields in entries if (c := parse_entry(sid, fields)) is not None]
+        position = entries[-1][0].decode() if entries else after
+        return LogRead(changes, position)
+
+    async def read_to_end(self, p: int, after: str, count: int = 1000) -> LogRead:
+        """Every change after `after` up to the log's end at the time of the call."""
+        changes: list[Change] = []
+        position = after
+        while True:
+            got = await self.read(p, position, count)
+            changes.extend(got.changes)
+            if got.position == position or len(got.changes) < count - 1:
+                return LogRead(changes, got.position)
+            position = got.position
+
+    async def load_collection(self, tenant: str, entity: str, scan_count: int = 1000) -> Loaded:
+        """Note the log's end, HSCAN the rows, then read the log from the noted id.
+
+        Rows expired at the scan's start are left out. Retries once when the log was
+        trimmed past the noted id during a very long scan.
+        """
+        p = partition_of(tenant, entity)
+        key = self.keys.rows(p, tenant, entity)
+        for attempt in range(2):
+            position, now = await self.mark(p)
+            rows: dict[str, StoredRow] = {}
+            async for items in hscan_batches(self.client, key, scan_count):
+                for raw_id, raw in items.items():
+                    row = parse_stored(raw_id.decode(), raw)
+                    if row.expires_at == 0 or row.expires_at > now:
+                        rows[row.id] = row
+            try:
+                tail = await self.read_to_end(p, position)
+            except LogTrimmed:
+                if attempt == 1:
+                    raise
+                continue
+            mine = [c for c in tail.changes if c.tenant == tenant and c.entity == entity]
+            return Loaded(list(rows.values()), mine, tail.position)
+        raise AssertionError("unreachable")
