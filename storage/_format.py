@@ -8,6 +8,7 @@ op (`p` put, `d` delete, `n` no-op marker) and the framed values of a put.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +48,7 @@ class StoredRow:
     expires_at: int = 0
 
 
-def _has_control(text: str) -> bool:
-    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
+_has_control = re.compile("[\x00-\x1f\x7f-\x9f]").search
 
 
 def check_id(row_id: object) -> str:

@@ -31,18 +31,30 @@ numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(min_value=-3, max_value=3),
 )
-scalars = st.one_of(st.sampled_from(SPECIAL_SCALARS), strings, numbers, st.booleans())
+# A tight pool first, so that row values and operands often collide across kinds.
+TIGHT: tuple[Any, ...] = (
+    None, True, False, 0, 1, 1.0, "1", "a", "ab", "", "\x00", 2**53 + 1, float(2**53),
+)
+scalars = st.one_of(
+    st.sampled_from(TIGHT), st.sampled_from(SPECIAL_SCALARS), strings, numbers, st.booleans()
+)
 non_null_scalars = scalars.filter(lambda v: v is not None)
 
-values = st.recursive(
-    scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(KEYS), inner, max_size=3),
-    ),
-    max_leaves=6,
+# Rows nest objects in objects and in arrays, so dotted paths meet every case.
+_flat_objects = st.dictionaries(
+    st.sampled_from(KEYS), st.one_of(scalars, st.lists(scalars, max_size=2)), max_size=3
 )
+_arrays = st.lists(st.one_of(scalars, _flat_objects), max_size=3)
+_objects = st.dictionaries(
+    st.sampled_from(KEYS), st.one_of(scalars, _flat_objects, _arrays), max_size=3
+)
+values = st.one_of(scalars, _arrays, _objects)
 rows = st.dictionaries(st.sampled_from(KEYS), values, max_size=3)
+
+EXTRA_VALUES: tuple[Any, ...] = (
+    [], [1], [1.0], [1, 2], ["a"], [None], [True], [[1]], {}, {"a": 1}, {"a": 1.0},
+    {"a": None}, {"b": [1]},
+)
 
 
 def _operand(op: str, depth: int) -> st.SearchStrategy[Any]:
@@ -103,7 +115,7 @@ def _matcher(where: Any) -> Any:
     return parse_query({"entity": "t", "where": where, "limit": 10}, signer=None).matches
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(where=filters(), sample=st.lists(rows, min_size=1, max_size=6))
 def test_matches_equals_oracle(where: dict[str, Any], sample: list[dict[str, Any]]) -> None:
     try:
@@ -115,7 +127,37 @@ def test_matches_equals_oracle(where: dict[str, Any], sample: list[dict[str, Any
         assert matches(row) == oracle_match(where, row), (where, row)
 
 
-@settings(max_examples=300, deadline=None)
+def _parts(value: Any) -> list[Any]:
+    """The value and everything nested in it (so operands can be taken from the rows)."""
+    out = [value]
+    if isinstance(value, list):
+        for v in value:
+            out += _parts(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            out += _parts(v)
+    return out
+
+
+def _operand_from(op: str, seen: list[Any]) -> st.SearchStrategy[Any]:
+    """An operand for `op` built from values seen in the rows, else a fresh one."""
+    if op in ("$eq", "$ne", "$contains"):
+        usable = seen
+    elif op in ("$gt", "$gte", "$lt", "$lte"):
+        usable = [v for v in seen if v is not None and not isinstance(v, list | dict)]
+    elif op in ("$in", "$nin"):
+        picks = [v for v in seen if not isinstance(v, list | dict)]
+        if not picks:
+            return _operand(op, 1)
+        return st.lists(st.sampled_from(picks), max_size=3)
+    elif op == "$prefix":
+        usable = [v[:i] for v in seen if isinstance(v, str) for i in range(len(v) + 1)]
+    else:
+        usable = []
+    return st.sampled_from(usable) if usable else _operand(op, 1)
+
+
+@settings(max_examples=400, deadline=None)
 @given(
     path=st.sampled_from(PATHS),
     op=st.sampled_from(FIELD_OPS[:-1]),
@@ -125,7 +167,8 @@ def test_matches_equals_oracle(where: dict[str, Any], sample: list[dict[str, Any
 def test_every_operator_alone(
     path: str, op: str, data: st.DataObject, sample: list[dict[str, Any]]
 ) -> None:
-    operand = data.draw(_operand(op, 1))
+    seen = [part for row in sample for part in _parts(row)][1:]
+    operand = data.draw(st.one_of(_operand(op, 1), _operand_from(op, seen)))
     for where in ({path: {op: operand}}, {path: {"$not": {op: operand}}},
                   {"$not": {path: {op: operand}}}, {"$nor": [{path: {op: operand}}]}):
         matches = _matcher(where)
@@ -140,6 +183,31 @@ def test_bare_value_is_eq(path: str, value: Any, row: dict[str, Any]) -> None:
     assert bare(row) == explicit(row) == oracle_match({path: value}, row)
     # $ne is exactly $not $eq
     assert _matcher({path: {"$ne": value}})(row) is not explicit(row)
+
+
+@pytest.mark.parametrize("op", FIELD_OPS[:-1])
+def test_every_operator_on_every_pair_of_values(op: str) -> None:
+    """Exhaustive: each special value (and missing) as the field, each valid operand."""
+    fields: list[dict[str, Any]] = [{}] + [{"f": x} for x in SPECIAL_SCALARS + EXTRA_VALUES]
+    operands: list[Any]
+    if op in ("$eq", "$ne", "$contains"):
+        operands = [*SPECIAL_SCALARS, *EXTRA_VALUES]
+    elif op in ("$gt", "$gte", "$lt", "$lte"):
+        operands = [v for v in SPECIAL_SCALARS if v is not None]
+    elif op in ("$in", "$nin"):
+        operands = [[v] for v in SPECIAL_SCALARS] + [[], [1, "a", None], [True, 0.5]]
+    elif op == "$exists":
+        operands = [True, False]
+    else:
+        operands = [v for v in SPECIAL_SCALARS if isinstance(v, str)]
+    checked = 0
+    for operand in operands:
+        where = {"f": {op: operand}}
+        matches = _matcher(where)
+        for row in fields:
+            assert matches(row) == oracle_match(where, row), (where, row)
+            checked += 1
+    assert checked >= 2 * len(fields)
 
 
 # -- the tricky rules, by name ------------------------------------------------------------

@@ -24,7 +24,9 @@ def quantile(samples: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def print_table(title: str, rows: Sequence[Row], header: Row = ("measure", "median", "note")) -> None:
+def print_table(
+    title: str, rows: Sequence[Row], header: Row = ("measure", "median", "note")
+) -> None:
     """Print rows as an aligned text table under a title."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     print(title)

@@ -7,10 +7,11 @@
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-local curver, curexp = false, 0
+local curver, curexp, hadttl = false, 0, false
 if cur then
   local v, x = string.match(cur, '^(%d+):(%d+):')
   x = tonumber(x)
+  hadttl = x > 0
   if x == 0 or x > now_ms then curver, curexp = v, x end
 end
 if ARGV[3] == 'match' and curver ~= ARGV[4] then return {0, curver or ''} end
@@ -25,7 +26,7 @@ if ttl > 0 then exp = now_ms + ttl elseif ttl < 0 then exp = curexp end
 redis.call('HSET', KEYS[1], ARGV[1], vs .. ':' .. string.format('%.0f', exp) .. ':' .. ARGV[2])
 if exp > 0 then
   redis.call('ZADD', KEYS[3], exp, ARGV[9])
-else
+elseif hadttl then
   redis.call('ZREM', KEYS[3], ARGV[9])
 end
 local sid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',

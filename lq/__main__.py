@@ -1,0 +1,5 @@
+import sys
+
+from lq.cli import main
+
+sys.exit(main())

