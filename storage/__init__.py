@@ -8,6 +8,7 @@ from .merge import merge_patch
 from .oneshot import QueryPage, QueryRow, run_query
 from .registry import Registry
 from .rows import RowStore, WriteResult
+from .secrets import cursor_secret
 
 __all__ = [
     "BatchResult",
@@ -26,6 +27,7 @@ __all__ = [
     "check_id",
     "check_tenant",
     "connect",
+    "cursor_secret",
     "is_cluster",
     "merge_patch",
     "redact",
