@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from cluster import codec
-from cluster.errors import InvalidRequest, InvalidRow, TooLarge
+from cluster.errors import InvalidQuery, InvalidRequest, InvalidRow, TooLarge
 from cluster.messages import Change
 from cluster.query import check_entity
 from cluster.settings import StorageSettings
@@ -24,6 +24,7 @@ __all__ = [
     "ID_MAX",
     "TENANT_MAX",
     "StoredRow",
+    "check_entity_name",
     "check_id",
     "check_names",
     "check_tenant",
@@ -67,12 +68,17 @@ def check_tenant(tenant: object) -> str:
     return tenant
 
 
+def check_entity_name(entity: str) -> str:
+    """check_entity, but an InvalidRequest: in a write or a path it is not a query."""
+    try:
+        return check_entity(entity)
+    except InvalidQuery as e:
+        raise InvalidRequest(str(e)) from e
+
+
 def check_names(tenant: str, entity: str, row_id: str) -> None:
     check_tenant(tenant)
-    try:
-        check_entity(entity)
-    except Exception as e:
-        raise InvalidRequest(str(e)) from e
+    check_entity_name(entity)
     check_id(row_id)
 
 

@@ -19,7 +19,9 @@ from cluster.settings import StorageSettings
 from . import _lua
 from ._format import (
     StoredRow,
-    check_names,
+    check_entity_name,
+    check_id,
+    check_tenant,
     encode_values,
     parse_stored,
     ttl_member,
@@ -32,6 +34,7 @@ __all__ = ["RowStore", "WriteResult"]
 _PUT = _lua.load("put")
 _DELETE = _lua.load("delete")
 _GET = _lua.load("get")
+_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +74,20 @@ class RowStore:
         self.client = client
         self.settings = settings
         self.keys = Keys(settings.prefix)
+        self._collections: dict[tuple[str, str], list[str]] = {}
 
-    def _write_keys(self, p: int, tenant: str, entity: str) -> list[str]:
-        k = self.keys
-        return [k.rows(p, tenant, entity), k.version(p), k.ttl(p), k.events(p)]
+    def write_keys(self, tenant: str, entity: str) -> list[str]:
+        """The keys of a write to (tenant, entity), validated once and then cached."""
+        found = self._collections.get((tenant, entity))
+        if found is None:
+            check_tenant(tenant)
+            check_entity_name(entity)
+            k, p = self.keys, partition_of(tenant, entity)
+            found = [k.rows(p, tenant, entity), k.version(p), k.ttl(p), k.events(p)]
+            if len(self._collections) >= _CACHE_SIZE:
+                self._collections.clear()
+            self._collections[(tenant, entity)] = found
+        return found
 
     def put_call(
         self,
@@ -88,30 +101,30 @@ class RowStore:
         ttl_ms: int | None = None,
     ) -> tuple[list[str], list[Any]]:
         """Validated keys and arguments of a put (shared by single and batch writes)."""
-        check_names(tenant, entity, row_id)
+        keys = self.write_keys(tenant, entity)
+        check_id(row_id)
         payload = encode_values(values, self.settings)
         mode, expected = _mode(if_match, create_only)
-        p = partition_of(tenant, entity)
         args: list[Any] = [
             row_id, payload, mode, expected, _ttl_arg(ttl_ms), tenant, entity,
             self.settings.log_maxlen, ttl_member(tenant, entity, row_id),
         ]
-        return self._write_keys(p, tenant, entity), args
+        return keys, args
 
     def delete_call(
         self, tenant: str, entity: str, row_id: str, *, if_match: int | None = None,
         expire: bool = False,
     ) -> tuple[list[str], list[Any]]:
-        check_names(tenant, entity, row_id)
+        keys = self.write_keys(tenant, entity)
+        check_id(row_id)
         mode, expected = _mode(if_match, False)
         if expire:
             mode = "expire"
-        p = partition_of(tenant, entity)
         args: list[Any] = [
             row_id, mode, expected, tenant, entity, self.settings.log_maxlen,
             ttl_member(tenant, entity, row_id),
         ]
-        return self._write_keys(p, tenant, entity), args
+        return keys, args
 
     async def put(
         self,
@@ -153,8 +166,8 @@ class RowStore:
 
     async def get(self, tenant: str, entity: str, row_id: str) -> StoredRow | None:
         """The row, or None when absent or expired."""
-        check_names(tenant, entity, row_id)
-        key = self.keys.rows(partition_of(tenant, entity), tenant, entity)
+        key = self.write_keys(tenant, entity)[0]
+        check_id(row_id)
         raw = await _GET(self.client, [key], [row_id])
         return None if raw is None else parse_stored(row_id, raw)
 

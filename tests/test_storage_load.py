@@ -61,6 +61,7 @@ async def test_load_racing_writes(
     await started.wait()
     loaded = await log.load_collection(TENANT, "tasks", scan_count=3)
     assert not task.done()  # the load really raced the writer
+    assert loaded.changes
     await task
     assert all(c.tenant == TENANT and c.entity == "tasks" for c in loaded.changes)
 
