@@ -1,10 +1,11 @@
 """Pipelined batches of writes: each op its own result or error, in order, not atomic.
 
 Ops are validated first (a bad op fails alone). Patches read their rows in one
-pipeline, then every write goes out in a second pipeline; a patch that lost a race to
-an earlier op of the same batch (or to anyone) is retried alone through `RowStore.patch`.
-Ops on one row apply in batch order: one pipeline keeps its order per node, and a row
-lives on one node.
+pipeline, then every write goes out in a second pipeline; a patch that lost a race (to
+anyone else) is retried alone through `RowStore.patch`. Ops on one row apply in batch
+order: one pipeline keeps its order per node, a row lives on one node, and a batch that
+patches a row it also writes elsewhere is cut into rounds (see `_rounds`), so a patch
+sees the ops before it and no op after it overtakes its retry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cluster.errors import LiveQueryError, NotFound, VersionConflict
+from cluster.errors import InvalidRequest, LiveQueryError, NotFound, VersionConflict
 from cluster.partition import partition_of
 
 from . import _lua
@@ -54,6 +55,8 @@ def _call(store: RowStore, tenant: str, op: WriteOp, current: Any) -> Call:
     if op.op == "delete":
         keys, args = store.delete_call(tenant, op.entity, op.id, if_match=op.if_match)
         return _DELETE, keys, args
+    if op.op != "patch":
+        raise InvalidRequest(f"unknown op {op.op!r}: put, patch or delete")
     if current is None:
         raise VersionConflict(None) if op.if_match is not None else _not_found(op.id)
     stored = parse_stored(op.id, current)
@@ -99,8 +102,41 @@ async def _read_patched(store: RowStore, tenant: str, ops: list[WriteOp]) -> dic
     return {i: reply for (i, _), reply in zip(reads, replies, strict=True)}
 
 
+def _rounds(ops: list[WriteOp]) -> list[list[int]]:
+    """Split a batch into rounds that keep each row's ops in batch order.
+
+    A patch reads its row before its round's writes go out, so it must not follow
+    another op on its row in the same round; and a patch that lost a race is retried
+    after its round, so no op on its row may follow it in the same round. Batches whose
+    rows are distinct are one round.
+    """
+    rounds: list[list[int]] = []
+    touched: dict[tuple[str, str], bool] = {}  # row -> patched in this round
+    for i, op in enumerate(ops):
+        row = (str(op.entity), str(op.id))
+        if rounds and row in touched and (op.op == "patch" or touched[row]):
+            rounds.append([])
+            touched = {}
+        if not rounds:
+            rounds.append([])
+        rounds[-1].append(i)
+        touched[row] = touched.get(row, False) or op.op == "patch"
+    return rounds
+
+
 async def run_batch(store: RowStore, tenant: str, ops: list[WriteOp]) -> list[BatchResult]:
     """Apply `ops` for `tenant`; one result (or error) per op, in order."""
+    results: list[BatchResult | None] = [None] * len(ops)
+    for indexes in _rounds(ops):
+        chosen = [ops[i] for i in indexes]
+        for i, result in zip(indexes, await _run_round(store, tenant, chosen), strict=True):
+            results[i] = result
+    done = [r for r in results if r is not None]
+    assert len(done) == len(ops)
+    return done
+
+
+async def _run_round(store: RowStore, tenant: str, ops: list[WriteOp]) -> list[BatchResult]:
     current = await _read_patched(store, tenant, ops)
     results: list[BatchResult | None] = [None] * len(ops)
     pending: list[tuple[int, Call]] = []
@@ -122,9 +158,7 @@ async def run_batch(store: RowStore, tenant: str, ops: list[WriteOp]) -> list[Ba
                 results[i] = await _retry_patch(store, tenant, op)
         except LiveQueryError as e:
             results[i] = e
-    done = [r for r in results if r is not None]
-    assert len(done) == len(ops)
-    return done
+    return [r for r in results if r is not None]
 
 
 async def _retry_patch(store: RowStore, tenant: str, op: WriteOp) -> BatchResult:

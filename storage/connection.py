@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.backoff import ExponentialBackoff
@@ -48,8 +48,16 @@ def redact(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in creds else f"{scheme}{sep}***@{host}"
 
 
-def connect(url: str, *, retries: int = 3, **options: Any) -> RedisClient:
-    """A client for `url`; nothing is sent until first use."""
+def connect(
+    url: str, *, retries: int = 0, max_connections: int = 512, **options: Any
+) -> RedisClient:
+    """A client for `url`; nothing is sent until first use.
+
+    `retries` defaults to 0 because a command re-sent after a lost reply could apply a
+    write twice; callers retry with backoff where that is safe. A standalone client
+    waits up to 5 s for a free connection when all `max_connections` are busy instead
+    of failing at once.
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"not a Redis URL: {redact(url)!r}")
@@ -62,13 +70,23 @@ def connect(url: str, *, retries: int = 3, **options: Any) -> RedisClient:
     }
     if scheme in _CLUSTER_SCHEMES:
         plain = f"{_CLUSTER_SCHEMES[scheme]}://{rest}"
+        # Never rebuild the whole slot table on a run of MOVED replies (redis-py's
+        # default, every 5th): that closes the connections of commands in flight, and
+        # the client then re-sends them, so a write script could run twice. A burst of
+        # first commands on a fresh client is enough to trigger it. A MOVED still
+        # updates its slot; connection errors still refresh the table.
+        common.setdefault("reinitialize_steps", 0)
+        common.setdefault("max_connections", max_connections)
         return RedisCluster.from_url(plain, **common)
     if scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
     common["retry_on_error"] = [RedisConnectionError, RedisTimeoutError]
     if scheme == "redis":
         common.setdefault("connection_class", _HiredisPackedConnection)
-    return Redis.from_url(url, **common)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=5.0, **common
+    )
+    return Redis.from_pool(pool)
 
 
 def is_cluster(client: RedisClient) -> bool:

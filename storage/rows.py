@@ -78,7 +78,8 @@ class RowStore:
 
     def write_keys(self, tenant: str, entity: str) -> list[str]:
         """The keys of a write to (tenant, entity), validated once and then cached."""
-        found = self._collections.get((tenant, entity))
+        named = type(tenant) is str and type(entity) is str  # else unhashable, maybe
+        found = self._collections.get((tenant, entity)) if named else None
         if found is None:
             check_tenant(tenant)
             check_entity_name(entity)

@@ -35,9 +35,9 @@ KEYS = Keys("lq")
 
 
 @asynccontextmanager
-async def open_client(url: str) -> AsyncIterator[RedisClient]:
+async def open_client(url: str, **options: Any) -> AsyncIterator[RedisClient]:
     """A client for `url`, closed on exit."""
-    client = connect(url)
+    client = connect(url, **options)
     try:
         yield client
     finally:

@@ -41,9 +41,10 @@ async def test_all_partitions(client: RedisClient) -> None:
     store, log = RowStore(client, settings), ChangeLog(client, settings)
     entities = entities_covering_partitions()
 
-    singles = await asyncio.gather(*(
-        store.put(TENANT, e, "single", {"p": p}, ttl_ms=600_000) for p, e in entities.items()
-    ))
+    singles = [
+        await store.put(TENANT, e, "single", {"p": p}, ttl_ms=600_000)
+        for p, e in entities.items()
+    ]
     ops = [WriteOp("put", e, "batched", {"p": p}) for p, e in entities.items()]
     ops += [WriteOp("patch", e, "single", {"patched": True}) for e in entities.values()]
     batched = await run_batch(store, TENANT, ops)
@@ -63,8 +64,10 @@ async def test_all_partitions(client: RedisClient) -> None:
         loaded = await log.load_collection(TENANT, e)
         assert sorted(r.id for r in loaded.rows) == ["batched", "single"]
         got = await log.read(p, "0-0")
-        assert [(c.entity, c.id) for c in got.changes] == [
-            (e, "single"), (e, "batched"), (e, "single")
+        assert [(c.entity, c.id, c.values) for c in got.changes] == [
+            (e, "single", {"p": p}),
+            (e, "batched", {"p": p}),
+            (e, "single", {"p": p, "patched": True}),
         ]
 
     deleted = await run_batch(store, TENANT, [
@@ -74,3 +77,21 @@ async def test_all_partitions(client: RedisClient) -> None:
     for p in entities:
         assert await client.zcard(KEYS.ttl(p)) == 0
         assert await client.xlen(KEYS.events(p)) == 5
+
+
+async def test_a_burst_on_a_fresh_client_writes_each_row_once(redis_url: str) -> None:
+    """The first commands of a fresh cluster client are misrouted (MOVED) until it knows
+    the slots; that must never make a write script run twice (it once did: redis-py
+    rebuilt its slot table every 5th MOVED, cut the connections of commands in flight
+    and re-sent them). Create-only writes would then fail against themselves."""
+    entities = entities_covering_partitions()
+    async with open_client(redis_url) as fresh:
+        store = RowStore(fresh, StorageSettings())
+        chosen = list(entities.items())[:90]  # below the pool's 100 connections
+        got = await asyncio.gather(
+            *(store.put(TENANT, e, "once", {"p": p}, create_only=True) for p, e in chosen),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, WriteResult) for r in got), got
+        for p, _ in chosen:
+            assert await fresh.xlen(KEYS.events(p)) == 1

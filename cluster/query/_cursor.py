@@ -1,9 +1,12 @@
 """Cursors: a row's position in a sort, bound to its entity and sort, tamper-evident.
 
 Layout before base64url (no padding): version byte, flags byte (bit 0: zstd), a 16-byte
-HMAC-SHA256 tag over (version, entity, sort, position), then the position (the row's
-sort key, see `_order`). A cursor used with another entity or sort, or altered in any
-byte, fails the tag check. The key is shared by every process (DESIGN.md section 3).
+HMAC-SHA256 tag over (version, flags, entity, sort, body), then the body: the position
+(the row's sort key, see `_order`), zstd-compressed when flagged. The tag covers the
+body as sent, so nothing unauthenticated is ever decompressed, and only the one
+canonical text of a cursor is accepted: a cursor used with another entity or sort, or
+altered in any character, is refused. The key is shared by every process (DESIGN.md
+section 3).
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ class CursorSigner:
             raise ValueError("the cursor key must be at least 16 bytes")
         self._key = key
 
-    def _tag(self, entity: str, sort_spec: str, position: bytes) -> bytes:
-        msg = b"%d\0%s\0%s\0%s" % (_VERSION, entity.encode(), sort_spec.encode(), position)
+    def _tag(self, flags: int, entity: str, sort_spec: str, body: bytes) -> bytes:
+        msg = b"%d\0%d\0%s\0%s\0%s" % (
+            _VERSION, flags, entity.encode(), sort_spec.encode(), body
+        )
         return hmac.new(self._key, msg, hashlib.sha256).digest()[:_TAG]
 
     def make(self, entity: str, sort_spec: str, position: bytes) -> str:
@@ -49,8 +54,8 @@ class CursorSigner:
             packed = _compressor.compress(position)
             if len(packed) < len(position):
                 flags, body = _ZSTD, packed
-        raw = bytes([_VERSION, flags]) + self._tag(entity, sort_spec, position) + body
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        raw = bytes([_VERSION, flags]) + self._tag(flags, entity, sort_spec, body) + body
+        return _encode(raw)
 
     def open(self, text: object, entity: str, sort_spec: str, max_bytes: int) -> bytes:
         """The position inside a cursor; InvalidQuery('after', ...) if it is not ours."""
@@ -62,16 +67,22 @@ class CursorSigner:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         except (binascii.Error, ValueError) as e:
             raise InvalidQuery("after", "the cursor is not valid cursor text") from e
-        if len(raw) < 2 + _TAG or raw[0] != _VERSION or raw[1] & ~_ZSTD:
+        # The decoder skips stray characters and ignores the spare bits of the last one,
+        # so several texts decode alike: accept only the one `make` writes.
+        if len(raw) < 2 + _TAG or raw[0] != _VERSION or raw[1] & ~_ZSTD or _encode(raw) != text:
             raise InvalidQuery("after", "the cursor is not valid cursor text")
-        body = raw[2 + _TAG :]
-        if raw[1] & _ZSTD:
+        flags, body = raw[1], raw[2 + _TAG :]
+        if not hmac.compare_digest(raw[2 : 2 + _TAG], self._tag(flags, entity, sort_spec, body)):
+            raise InvalidQuery(
+                "after", "the cursor was altered, or made for another entity or sort"
+            )
+        if flags & _ZSTD:
             try:
                 body = _decompressor.decompress(body, max_output_size=_MAX_POSITION)
             except zstandard.ZstdError as e:
                 raise InvalidQuery("after", "the cursor is not valid cursor text") from e
-        if not hmac.compare_digest(raw[2 : 2 + _TAG], self._tag(entity, sort_spec, body)):
-            raise InvalidQuery(
-                "after", "the cursor was altered, or made for another entity or sort"
-            )
         return body
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
