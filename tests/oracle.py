@@ -221,6 +221,8 @@ def oracle_query(
     from; `limit` absent or None means no limit. `entity` and `mode` are ignored.
     """
     if after is None and query.get("after") is not None:
+        if isinstance(query["after"], str):
+            raise TypeError("the oracle cannot open cursors: pass after=(id, values)")
         row_id, values = query["after"]
         after = (row_id, values)
     sort = query.get("sort") or []

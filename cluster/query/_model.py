@@ -60,7 +60,7 @@ class Query:
     @property
     def sort_spec(self) -> str:
         """The sort as one string: the identity of an ordered index."""
-        return ",".join(c.spec for c in self.sort)
+        return _sort_spec(self.sort)
 
     def to_json(self) -> dict[str, Any]:
         """The query as a client would send it (what the registry stores)."""
@@ -72,6 +72,12 @@ class Query:
             "after": self.after,
             "mode": self.mode.value,
         }
+
+
+def _sort_spec(sort: tuple[SortColumn, ...]) -> str:
+    # Column names may hold commas: escape them, or ["a,b"] and ["a", "b"] would share
+    # one spec, hence one index, one view shape and one cursor binding.
+    return ",".join(c.spec.replace("\\", "\\\\").replace(",", "\\,") for c in sort)
 
 
 def _parse_sort(raw: Any, limits: QueryLimits) -> tuple[SortColumn, ...]:
@@ -132,7 +138,7 @@ def parse_query(
     limit = _parse_limit(obj.get("limit"), mode, limits)
     after = obj.get("after")
     position = None
-    sort_spec = ",".join(c.spec for c in sort)
+    sort_spec = _sort_spec(sort)
     if after is not None:
         if mode is Mode.CHANGES:
             raise InvalidQuery("after", "after is not allowed in changes mode")
