@@ -84,14 +84,14 @@ def _parse_sort(raw: Any, limits: QueryLimits) -> tuple[SortColumn, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise InvalidQuery("sort", "sort is an array of column names, e.g. [\"-priority\"]")
+        raise InvalidQuery("sort", 'sort is an array of column names, e.g. ["-priority"]')
     if len(raw) > limits.max_sort:
         raise InvalidQuery("sort", f"at most {limits.max_sort} sort columns")
     cols: list[SortColumn] = []
     for i, spec in enumerate(raw):
         part = f"sort[{i}]"
         if not isinstance(spec, str):
-            raise InvalidQuery(part, "a sort column is a string such as \"-priority\"")
+            raise InvalidQuery(part, 'a sort column is a string such as "-priority"')
         descending = spec.startswith("-")
         name = spec[1:] if descending else spec
         path = parse_column(name, part)
@@ -132,7 +132,7 @@ def parse_query(
     try:
         mode = Mode(obj.get("mode", "window"))
     except (ValueError, TypeError) as e:
-        raise InvalidQuery("mode", "mode is \"window\" or \"changes\"") from e
+        raise InvalidQuery("mode", 'mode is "window" or "changes"') from e
     where = parse_where(obj.get("where"), limits)
     sort = _parse_sort(obj.get("sort"), limits)
     limit = _parse_limit(obj.get("limit"), mode, limits)
@@ -146,9 +146,14 @@ def parse_query(
             raise InvalidQuery("after", "cursors are not accepted here")
         position = signer.open(after, ent, sort_spec, limits.max_cursor_bytes)
     where_json = obj.get("where") or {}
-    shape = canonical(
-        [ent, where_json, sort_spec, limit, position.hex() if position else None, mode.value]
-    )
+    try:
+        shape = canonical(
+            [ent, where_json, sort_spec, limit, position.hex() if position else None, mode.value]
+        )
+    except TypeError as e:  # orjson refuses integers beyond 64 bits
+        raise InvalidQuery(
+            "where", "a value is not JSON this server accepts (integers fit in 64 bits)"
+        ) from e
     return Query(
         entity=ent,
         where=where,
