@@ -3,32 +3,59 @@
 from ._format import StoredRow, check_id, check_tenant
 from .batch import BatchResult, WriteOp, run_batch
 from .connection import RedisClient, connect, is_cluster, redact
+from .control import OPS, Control, ControlMessage
+from .deltas import DeltaFrame, DeltaRead, Deltas, DeltaStreamGone, DeltaTrimmed
+from .faults import as_unavailable
+from .leases import Lease, Leases, lease_deadline, lease_value
 from .log import ChangeLog, Loaded, LogRead, LogTrimmed
+from .membership import MemberKind, Membership, Notice
+from .membership_read import live_shard_count
 from .merge import merge_patch
 from .oneshot import QueryPage, QueryRow, run_query
 from .registry import Registry
 from .rows import RowStore, WriteResult
 from .secrets import cursor_secret
+from .tail import PartitionTail, TailRead, Wanted
 
 __all__ = [
+    "OPS",
     "BatchResult",
     "ChangeLog",
+    "Control",
+    "ControlMessage",
+    "DeltaFrame",
+    "DeltaRead",
+    "DeltaStreamGone",
+    "DeltaTrimmed",
+    "Deltas",
+    "Lease",
+    "Leases",
     "Loaded",
     "LogRead",
     "LogTrimmed",
+    "MemberKind",
+    "Membership",
+    "Notice",
+    "PartitionTail",
     "QueryPage",
     "QueryRow",
     "RedisClient",
     "Registry",
     "RowStore",
     "StoredRow",
+    "TailRead",
+    "Wanted",
     "WriteOp",
     "WriteResult",
+    "as_unavailable",
     "check_id",
     "check_tenant",
     "connect",
     "cursor_secret",
     "is_cluster",
+    "lease_deadline",
+    "lease_value",
+    "live_shard_count",
     "merge_patch",
     "redact",
     "run_batch",

@@ -1,0 +1,153 @@
+"""Delta streams: shard -> gateway frames on `lq:delta:<gateway>` (DESIGN.md 5, 5b).
+
+Wire format of one entry (one frame: one partition, one batch): `shard`, `inc`, `n`,
+`p`, `epoch`, then per group i `r<i>` (JSON array of registry ids) and `m<i>` (the
+view's already-encoded JSON array of messages, sent as is: a view's delta is encoded
+once and its bytes shared by every frame that carries it). A marker entry (`mark`)
+has no frame. Invariants: only the gateway creates its stream (and keeps an EXPIRE on
+it); shards add with NOMKSTREAM, so a dead gateway's stream is never resurrected. The
+gateway's position is always a real entry id (`create` adds a marker to a new stream),
+so a trimmed position is told by its entry being gone, as for the change log: with
+`MAXLEN ~ maxlen` a read shorter than its COUNT (< maxlen) cannot have skipped any.
+Publishers and readers must use the same `maxlen`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from cluster.keys import Keys
+
+from . import _lua, _streams
+from .connection import RedisClient
+
+__all__ = ["DeltaFrame", "DeltaRead", "DeltaStreamGone", "DeltaTrimmed", "Deltas", "Group"]
+
+log = logging.getLogger(__name__)
+
+_CREATE = _lua.load("delta_create")
+
+Group = tuple[tuple[str, ...], bytes]
+"""(registry ids, encoded JSON array of messages without `sub` and `seq`)."""
+
+
+class DeltaStreamGone(Exception):
+    """The gateway's stream does not exist: re-create it and resync everything."""
+
+
+class DeltaTrimmed(Exception):
+    """The read position was trimmed away: frames may be lost; resync everything."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaFrame:
+    """`n` counts from 1 per (shard incarnation `inc`, gateway stream)."""
+
+    shard: str
+    inc: str
+    n: int
+    p: int
+    epoch: int
+    groups: tuple[Group, ...]
+
+    def fields(self) -> dict[str, bytes | str | int]:
+        """The XADD fields; message bytes are passed through, never re-encoded."""
+        out: dict[str, bytes | str | int] = {
+            "shard": self.shard,
+            "inc": self.inc,
+            "n": self.n,
+            "p": self.p,
+            "epoch": self.epoch,
+        }
+        for i, (rids, messages) in enumerate(self.groups):
+            out[f"r{i}"] = orjson.dumps(rids)
+            out[f"m{i}"] = messages
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict[bytes, bytes]) -> DeltaFrame:
+        groups: list[Group] = []
+        while (rids := fields.get(b"r%d" % len(groups))) is not None:
+            groups.append((tuple(orjson.loads(rids)), fields[b"m%d" % len(groups)]))
+        return cls(
+            shard=fields[b"shard"].decode(),
+            inc=fields[b"inc"].decode(),
+            n=int(fields[b"n"]),
+            p=int(fields[b"p"]),
+            epoch=int(fields[b"epoch"]),
+            groups=tuple(groups),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRead:
+    frames: list[DeltaFrame]
+    position: str
+
+
+class Deltas:
+    """Both ends of the delta streams under one key prefix and one `maxlen`."""
+
+    def __init__(self, client: RedisClient, prefix: str = "lq", maxlen: int = 100_000) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.maxlen = maxlen
+
+    async def publish(self, frames: Sequence[tuple[str, DeltaFrame]]) -> list[bool]:
+        """XADD each (gateway, frame) with NOMKSTREAM in one pipeline; per frame, whether
+        it was added (False: the gateway's stream is gone, the frame is dropped)."""
+        if not frames:
+            return []
+        pipe: Any = self.client.pipeline(transaction=False)
+        for gateway, frame in frames:
+            pipe.xadd(
+                self.keys.delta(gateway),
+                frame.fields(),
+                maxlen=self.maxlen,
+                approximate=True,
+                nomkstream=True,
+            )
+        replies: list[Any] = await pipe.execute()
+        return [r is not None for r in replies]
+
+    async def create(self, gateway: str, ttl_s: int) -> str:
+        """Create the stream (or keep an existing one) with an expiry; the position to
+        read from (its last entry)."""
+        sid = await _CREATE(self.client, [self.keys.delta(gateway)], [ttl_s, self.maxlen])
+        return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+    async def refresh(self, gateway: str, ttl_s: int) -> bool:
+        """Push the expiry out; False when the stream is gone (re-create and resync)."""
+        return bool(await self.client.expire(self.keys.delta(gateway), ttl_s))
+
+    async def read(
+        self, gateway: str, after_id: str, count: int = 500, block_ms: int = 1000
+    ) -> DeltaRead:
+        """Frames after `after_id`, waiting up to `block_ms`. Raises DeltaStreamGone when
+        the stream no longer exists (noticed when a wait ends empty) and DeltaTrimmed
+        when frames after `after_id` may have been trimmed away. Blocks a connection:
+        call it on a client kept for blocking reads."""
+        key = self.keys.delta(gateway)
+        entries = await _streams.xread(self.client, key, after_id, count, block_ms)
+        if not entries:
+            if not await self.client.exists(key):
+                raise DeltaStreamGone(f"delta stream of gateway {gateway} is gone")
+            return DeltaRead([], after_id)
+        full = len(entries) >= count or count >= self.maxlen
+        if full and not await _streams.entry_exists(self.client, key, after_id):
+            raise DeltaTrimmed(f"delta stream of gateway {gateway}: {after_id} was trimmed")
+        frames: list[DeltaFrame] = []
+        for sid, fields in entries:
+            if b"mark" in fields:
+                continue
+            try:
+                frames.append(DeltaFrame.from_fields(fields))
+            except (KeyError, ValueError, orjson.JSONDecodeError, UnicodeDecodeError):
+                # Skipped frames show as a gap in `n`, which the gateway repairs by resync.
+                log.warning("gateway %s: dropping malformed delta entry %s", gateway, sid)
+        return DeltaRead(frames, entries[-1][0].decode())
