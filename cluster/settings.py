@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["ENV_PREFIX", "QueryLimits", "StorageSettings", "env_name", "from_env"]
+__all__ = [
+    "ENV_PREFIX",
+    "AuthSettings",
+    "GatewaySettings",
+    "QueryLimits",
+    "ShardSettings",
+    "StorageSettings",
+    "env_name",
+    "from_env",
+]
 
 ENV_PREFIX = "LQ_"
 
@@ -46,6 +55,78 @@ class StorageSettings:
     compress_above: int = _f(512, "values larger than this many bytes are zstd-compressed")
     max_row_bytes: int = _f(256 * 1024, "largest row accepted, in bytes of JSON")
     patch_retries: int = _f(5, "retries of a merge patch that lost a race")
+
+
+_ALGORITHMS = ("HS256", "RS256", "ES256")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """How gateways check JWTs (PROTOCOL.md section 8). Algorithms are pinned here."""
+
+    jwt_secret: str = _f("", "HS256 shared secret (at least 32 bytes)")
+    jwt_public_key: str = _f("", "PEM public key for RS256 / ES256 tokens")
+    jwt_algorithms: str = _f("HS256", "accepted algorithms, comma-separated: HS256, RS256, ES256")
+    jwt_require_exp: bool = _f(True, "refuse tokens without an `exp` claim")
+    jwt_leeway: float = _f(0.0, "clock leeway in seconds on `exp` and `nbf` (0 to 60)")
+    jwt_tenant_claim: str = _f("tenant", "name of the claim that holds the tenant")
+    jwt_audience: str = _f("", "required `aud` claim (empty: not checked)")
+    jwt_issuer: str = _f("", "required `iss` claim (empty: not checked)")
+
+    def __post_init__(self) -> None:
+        algorithms = self.algorithms
+        unknown = [a for a in algorithms if a not in _ALGORITHMS]
+        if not algorithms or unknown:
+            raise ValueError(f"jwt_algorithms: choose from {', '.join(_ALGORITHMS)}")
+        if "HS256" in algorithms and len(algorithms) > 1:
+            raise ValueError("jwt_algorithms: HS256 cannot be mixed with public-key algorithms")
+        if not 0 <= self.jwt_leeway <= 60:
+            raise ValueError("jwt_leeway: between 0 and 60 seconds")
+        if not self.jwt_tenant_claim:
+            raise ValueError("jwt_tenant_claim: must not be empty")
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.jwt_algorithms.split(",") if a.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """The gateway process: where it listens, its request limits and Redis fault handling."""
+
+    host: str = _f("127.0.0.1", "address the gateway listens on")
+    port: int = _f(8080, "port the gateway listens on")
+    max_body_bytes: int = _f(1024 * 1024, "largest request body accepted, in bytes")
+    max_batch_ops: int = _f(1000, "most ops in one POST /v1/batch")
+    max_ttl_seconds: float = _f(366 * 86400.0, "largest `ttl` a write may ask for, in seconds")
+    redis_timeout: float = _f(1.0, "seconds before a Redis command counts as failed")
+    redis_retries: int = _f(2, "retries (with backoff) of a read on a Redis fault; never writes")
+    breaker_failures: int = _f(3, "consecutive Redis failures that open the circuit breaker")
+    breaker_cooldown: float = _f(2.0, "seconds the open breaker fails fast before one trial")
+    cursor_secret: str = _f("", "cursor HMAC key (empty: the shared key kept in Redis)")
+    access_log: bool = _f(True, "write one JSON line per request")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSettings:
+    """The shard process: identity, membership, leases, tailing and housekeeping."""
+
+    shard_id: str = _f("", "stable shard id (default: the host name, as a StatefulSet pod's)")
+    heartbeat_ms: int = _f(1000, "membership heartbeat and ownership period")
+    member_ttl_ms: int = _f(3000, "membership TTL: a shard silent this long is gone")
+    lease_ttl_ms: int = _f(3000, "partition lease TTL")
+    lease_margin_ms: int = _f(500, "safety margin: stop serving this long before a lease ends")
+    tail_block_ms: int = _f(100, "longest blocking read of the change logs")
+    tail_count: int = _f(500, "most log entries read per partition per read")
+    control_block_ms: int = _f(500, "longest blocking read of the control stream")
+    claim_concurrency: int = _f(4, "partitions claimed at once")
+    publish_max_bytes: int = _f(8 * 1024 * 1024, "most delta bytes buffered per gateway")
+    expiry_interval_ms: int = _f(500, "period of the TTL sweep")
+    gateway_grace_ms: int = _f(60_000, "a gateway gone this long loses its registrations")
+    collection_idle_s: float = _f(60.0, "a collection without subscriptions is evicted after")
+    http_host: str = _f("127.0.0.1", "address of the health and metrics endpoint")
+    http_port: int = _f(9100, "port of the health and metrics endpoint (0: any free port)")
+    cursor_secret: str = _f("", "cursor HMAC key (empty: the shared key kept in Redis)")
 
 
 def env_name(cls: type[Any], name: str) -> str:

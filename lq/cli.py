@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from lq import dev
+from lq import dev, gateway_cmd, shard_cmd, token_cmd
+from lq.bench import http as bench_http
 from lq.bench import matcher as bench_matcher
 from lq.bench import storage as bench_storage
 
@@ -28,11 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     dev_parser = commands.add_parser("dev", help="run a local cluster with an embedded Redis")
     dev.configure(dev_parser)
     dev_parser.set_defaults(run=dev.run)
+    for name, module, text in (
+        ("gateway", gateway_cmd, "run the HTTP gateway (flags > LQ_ environment > defaults)"),
+        ("shard", shard_cmd, "run a shard (flags > LQ_ environment > defaults)"),
+        ("token", token_cmd, "print an HS256 token for a tenant and scopes (development)"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        module.configure(sub)
+        sub.set_defaults(run=module.run)
     bench = commands.add_parser("bench", help="run a benchmark and print a table of medians")
     benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
     for name, module, text in (
         ("storage", bench_storage, "write path, collection load and one-shot query"),
         ("matcher", bench_matcher, "the in-memory matcher: changes/s, sharing, memory"),
+        ("http", bench_http, "single-row PUT through the gateway vs. a bare SET endpoint"),
     ):
         sub = benches.add_parser(name, help=text, description=text)
         module.configure(sub)

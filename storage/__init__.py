@@ -2,9 +2,10 @@
 
 from ._format import StoredRow, check_id, check_tenant
 from .batch import BatchResult, WriteOp, run_batch
-from .connection import RedisClient, connect, is_cluster, redact
+from .connection import RedisClient, connect, is_cluster, redact, server_run_id
 from .control import OPS, Control, ControlMessage
 from .deltas import DeltaFrame, DeltaRead, Deltas, DeltaStreamGone, DeltaTrimmed
+from .expiry import due_rows
 from .faults import as_unavailable
 from .leases import Lease, Leases, lease_deadline, lease_value
 from .log import ChangeLog, Loaded, LogRead, LogTrimmed
@@ -52,6 +53,7 @@ __all__ = [
     "check_tenant",
     "connect",
     "cursor_secret",
+    "due_rows",
     "is_cluster",
     "lease_deadline",
     "lease_value",
@@ -60,4 +62,5 @@ __all__ = [
     "redact",
     "run_batch",
     "run_query",
+    "server_run_id",
 ]

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-__all__ = ["RedisClient", "connect", "is_cluster", "redact"]
+__all__ = ["RedisClient", "connect", "is_cluster", "redact", "server_run_id"]
 
 RedisClient = Redis | RedisCluster
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -87,6 +87,16 @@ def connect(
         url, max_connections=max_connections, timeout=5.0, **common
     )
     return Redis.from_pool(pool)
+
+
+async def server_run_id(client: RedisClient) -> str | None:
+    """The standalone server's run_id (it changes when Redis restarts); None on a
+    cluster, whose nodes each have their own."""
+    if isinstance(client, RedisCluster):
+        return None
+    info: Any = await client.info("server")
+    run_id = info.get("run_id")
+    return None if run_id is None else str(run_id)
 
 
 def is_cluster(client: RedisClient) -> bool:

@@ -87,16 +87,25 @@ class ChangeLog:
                 return LogRead(changes, got.position)
             position = got.position
 
-    async def load_collection(self, tenant: str, entity: str, scan_count: int = 1000) -> Loaded:
+    async def load_collection(
+        self, tenant: str, entity: str, scan_count: int = 1000, since: str | None = None
+    ) -> Loaded:
         """Note the log's end, HSCAN the rows, then read the log from the noted id.
 
-        Rows expired at the scan's start are left out. Retries once when the log was
-        trimmed past the noted id during a very long scan.
+        With `since` (a reader's position in this partition's log, at or before the
+        scan's start) the replay starts there instead: a reader that will go on
+        re-delivering changes after `since` then finds every delete among them already
+        remembered, so no stale put can bring a deleted row back. Rows expired at the
+        scan's start are left out. Without `since`, retries once when the log was
+        trimmed past the noted id during a very long scan; a trimmed `since` raises
+        LogTrimmed.
         """
         p = partition_of(tenant, entity)
         key = self.keys.rows(p, tenant, entity)
         for attempt in range(2):
             position, now = await self.mark(p)
+            if since is not None:
+                position = since
             rows: dict[str, StoredRow] = {}
             async for items in hscan_batches(self.client, key, scan_count):
                 for raw_id, raw in items.items():
@@ -106,7 +115,7 @@ class ChangeLog:
             try:
                 tail = await self.read_to_end(p, position)
             except LogTrimmed:
-                if attempt == 1:
+                if attempt == 1 or since is not None:
                     raise
                 continue
             mine = [c for c in tail.changes if c.tenant == tenant and c.entity == entity]

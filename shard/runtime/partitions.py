@@ -1,0 +1,60 @@
+"""Per-partition state of a shard: a small state machine and what it serves.
+
+CLAIMING -> SERVING -> DROPPED; nothing else. While CLAIMING, the change log is not
+tailed for the partition (its position is the claim's mark) and control messages for it
+wait for the claim. `position` is the id of the last log entry *applied* to the
+matcher; it only moves under `lock`, which also covers collection loads, so a load's
+replay always starts at or before what the tail will re-deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+
+__all__ = ["Partition", "PartitionState", "SubInfo"]
+
+
+class PartitionState(enum.Enum):
+    CLAIMING = "claiming"
+    SERVING = "serving"
+    DROPPED = "dropped"
+
+
+_ALLOWED = {
+    PartitionState.CLAIMING: {PartitionState.SERVING, PartitionState.DROPPED},
+    PartitionState.SERVING: {PartitionState.DROPPED},
+    PartitionState.DROPPED: set(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SubInfo:
+    """What the shard keeps of a registration it serves."""
+
+    tenant: str
+    entity: str
+    gateway: str
+
+
+@dataclass(slots=True)
+class Partition:
+    p: int
+    epoch: int
+    position: str = "0-0"
+    state: PartitionState = PartitionState.CLAIMING
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    claimed: asyncio.Event = field(default_factory=asyncio.Event)
+    subs: dict[str, SubInfo] = field(default_factory=dict)
+
+    def move(self, to: PartitionState) -> None:
+        if to not in _ALLOWED[self.state]:
+            raise RuntimeError(f"partition {self.p}: {self.state.value} -> {to.value} refused")
+        self.state = to
+        if to is not PartitionState.CLAIMING:
+            self.claimed.set()
+
+    @property
+    def serving(self) -> bool:
+        return self.state is PartitionState.SERVING

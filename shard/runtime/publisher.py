@@ -1,0 +1,133 @@
+"""Delta publishing: view deltas batched per gateway per loop turn, fenced, numbered.
+
+Frames are one XADD per (gateway, partition) per flush, pipelined into one round trip.
+Invariants:
+- a frame carries the epoch its deltas were computed under and is sent only while that
+  lease is still served (checked just before publishing); otherwise it is dropped and
+  counted as a fenced publish;
+- `n` counts from 1 per (incarnation, gateway) and advances for every frame sent, even
+  when NOMKSTREAM refused it or Redis failed, so a lost frame is a visible gap;
+- the buffer per gateway is bounded (`max_bytes`). Overflow policy: that gateway's
+  buffered frames are dropped and `n` skips one number, so the gateway sees a gap and
+  resyncs its subscriptions (a reset, never a silent loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shard import ViewDelta
+from storage import DeltaFrame, Deltas
+
+from .events import Events
+from .ownership import Ownership
+
+__all__ = ["Publisher", "PublisherStats"]
+
+Group = tuple[tuple[str, ...], bytes]
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    frames: int = 0
+    fenced: int = 0
+    overflows: int = 0
+    refused_no_stream: int = 0
+    errors: int = 0
+
+
+@dataclass(slots=True)
+class _Buffer:
+    parts: dict[tuple[int, int], list[Group]] = field(default_factory=lambda: defaultdict(list))
+    size: int = 0
+
+
+class Publisher:
+    def __init__(
+        self,
+        deltas: Deltas,
+        ownership: Ownership,
+        shard_id: str,
+        inc: str,
+        max_bytes: int,
+        events: Events,
+    ) -> None:
+        self.events = events
+        self.deltas = deltas
+        self.ownership = ownership
+        self.shard_id = shard_id
+        self.inc = inc
+        self.max_bytes = max_bytes
+        self.stats = PublisherStats()
+        self._buffers: dict[str, _Buffer] = defaultdict(_Buffer)
+        self._n: dict[str, int] = defaultdict(int)
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def send(self, p: int, epoch: int, deltas: Sequence[ViewDelta]) -> None:
+        """Buffer the deltas of one change (or snapshot) of partition `p`."""
+        for delta in deltas:
+            for gateway, rids in delta.routes.items():
+                self.send_to(p, epoch, gateway, tuple(rids), delta.frame.payload)
+
+    def send_to(
+        self, p: int, epoch: int, gateway: str, rids: tuple[str, ...], payload: bytes
+    ) -> None:
+        buf = self._buffers[gateway]
+        if buf.size + len(payload) > self.max_bytes:
+            self.stats.overflows += 1
+            self.events.warning("publish_overflow", gateway=gateway, p=p)
+            self._buffers[gateway] = _Buffer()
+            self._n[gateway] += 1  # the deliberate gap makes the gateway resync
+            return
+        buf.parts[(p, epoch)].append((rids, payload))
+        buf.size += len(payload)
+        self._idle.clear()
+        self._wake.set()
+
+    def _frames(self, buffers: dict[str, _Buffer]) -> list[tuple[str, DeltaFrame]]:
+        frames: list[tuple[str, DeltaFrame]] = []
+        for gateway, buf in buffers.items():
+            for (p, epoch), groups in buf.parts.items():
+                if not self.ownership.serving(p, epoch):
+                    self.stats.fenced += 1
+                    continue
+                self._n[gateway] += 1
+                n = self._n[gateway]
+                frames.append(
+                    (gateway, DeltaFrame(self.shard_id, self.inc, n, p, epoch, tuple(groups)))
+                )
+        return frames
+
+    async def flush(self) -> None:
+        """Publish everything buffered so far (one pipeline)."""
+        buffers, self._buffers = self._buffers, defaultdict(_Buffer)
+        frames = self._frames(buffers)
+        if not frames:
+            return
+        try:
+            added = await self.deltas.publish(frames)
+        except Exception as e:
+            self.stats.errors += 1
+            self.events.error("publish_failed", frames=len(frames), error=repr(e))
+            return
+        self.stats.frames += len(frames)
+        self.stats.refused_no_stream += added.count(False)
+
+    async def run(self) -> None:
+        """Flush once per loop turn whenever something is buffered; runs until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # let the rest of this turn add to the batch
+            await self.flush()
+            if not self._wake.is_set():
+                self._idle.set()
+
+    async def drained(self) -> None:
+        """Wait until everything buffered so far has been flushed."""
+        await self._idle.wait()
