@@ -1,0 +1,158 @@
+"""What every endpoint shares: configuration, auth, metrics, the breaker and the Redis client.
+
+Invariant: every Redis call of a request goes through `Context.call`, so the circuit
+breaker sees every outcome and no availability fault escapes as anything but
+`StorageUnavailable` (503). The Redis client is owned by the app's lifespan: opened at
+startup, closed with `aclose()` at shutdown; `client` is None outside that span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from cluster.errors import LiveQueryError, StorageUnavailable
+from cluster.query import CursorSigner
+from cluster.settings import AuthSettings, GatewaySettings, QueryLimits, StorageSettings
+from storage import RedisClient, RowStore, as_unavailable, connect, cursor_secret
+
+from .auth import Authenticator, Principal
+from .breaker import CircuitBreaker
+from .metrics import Metrics
+
+__all__ = ["LOG_KEY", "Context", "GatewayConfig"]
+
+T = TypeVar("T")
+LOG_KEY = "lq.log"
+_BACKOFF = 0.02  # seconds before the first retry of a read; doubles, capped at 0.5 s
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything a gateway app is built from (frozen; made by the entry point)."""
+
+    auth: AuthSettings
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    query: QueryLimits = field(default_factory=QueryLimits)
+
+
+class Context:
+    """Per-app shared state; endpoints receive it by closure, not through globals."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.auth = Authenticator(config.auth)
+        self.metrics = Metrics()
+        g = config.gateway
+        self.breaker = CircuitBreaker(
+            g.breaker_failures, g.breaker_cooldown, on_change=self.metrics.breaker_changed
+        )
+        self.client: RedisClient | None = None
+        self.store: RowStore | None = None
+        self._signer: CursorSigner | None = None
+        self._signer_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        g = self.config.gateway
+        # No client-level retries: a command re-sent after a lost reply could apply a
+        # write twice. Reads are retried in `call`, where that is known to be safe.
+        self.client = connect(
+            self.config.storage.redis_url,
+            socket_timeout=g.redis_timeout,
+            socket_connect_timeout=g.redis_timeout,
+        )
+        self.store = RowStore(self.client, self.config.storage)
+        try:
+            await self.signer()
+        except StorageUnavailable:
+            pass  # loaded by the first query that needs it; the gateway still starts
+
+    async def close(self) -> None:
+        client, self.client, self.store = self.client, None, None
+        if client is not None:
+            await client.aclose()
+
+    def rows(self) -> RowStore:
+        if self.store is None:
+            raise StorageUnavailable("the gateway is not connected to Redis")
+        return self.store
+
+    def redis(self) -> RedisClient:
+        if self.client is None:
+            raise StorageUnavailable("the gateway is not connected to Redis")
+        return self.client
+
+    async def call(self, fn: Callable[[], Awaitable[T]], *, read: bool = False) -> T:
+        """Run one Redis operation under the circuit breaker; faults become 503.
+
+        `read=True` marks an operation that changes nothing, so it is retried with
+        backoff (`redis_retries` times) on an availability fault; writes never are,
+        since a write whose reply was lost may have been applied.
+        """
+        trial = self.breaker.admit()
+        try:
+            result = await self._attempt(fn, self.config.gateway.redis_retries if read else 0)
+        except LiveQueryError as e:
+            if isinstance(e, StorageUnavailable):
+                self._failed(trial, e)
+            else:
+                self.breaker.succeeded(trial)
+            raise
+        except Exception as e:
+            fault = as_unavailable(e)
+            if fault is None:
+                self.breaker.succeeded(trial)
+                raise
+            self._failed(trial, e)
+            raise fault from e
+        except BaseException:
+            self.breaker.abandoned(trial)
+            raise
+        self.breaker.succeeded(trial)
+        return result
+
+    async def _attempt(self, fn: Callable[[], Awaitable[T]], retries: int) -> T:
+        for attempt in range(retries):
+            try:
+                return await fn()
+            except Exception as e:
+                if isinstance(e, LiveQueryError) or as_unavailable(e) is None:
+                    raise
+                self.metrics.redis_errors.labels(type(e).__name__).inc()
+                await asyncio.sleep(min(0.5, _BACKOFF * 2**attempt))
+        return await fn()
+
+    def _failed(self, trial: bool, error: BaseException) -> None:
+        self.metrics.redis_errors.labels(type(error).__name__).inc()
+        self.breaker.failed(trial)
+
+    async def signer(self) -> CursorSigner:
+        """The cursor signer, its key loaded once (from settings, else the key in Redis)."""
+        if self._signer is None:
+            async with self._signer_lock:
+                if self._signer is None:
+                    secret = self.config.gateway.cursor_secret
+                    prefix = self.config.storage.prefix
+                    key = await self.call(
+                        lambda: cursor_secret(self.redis(), prefix, secret), read=True
+                    )
+                    self._signer = CursorSigner(key)
+        return self._signer
+
+    def principal(self, request: Request) -> Principal:
+        """The caller, from the token only; also noted for the request's log line."""
+        principal = self.auth.authenticate(request.headers)
+        note(request, "tenant", principal.tenant)
+        return principal
+
+
+def note(request: Request, key: str, value: Any) -> None:
+    """Add a field to the request's log line."""
+    fields = request.scope.get(LOG_KEY)
+    if fields is not None:
+        fields[key] = value

@@ -1,0 +1,58 @@
+"""Prometheus metrics of one app, in a registry of its own (never the global one).
+
+Labels are bounded: the route is the matched template (or `unmatched`), never the raw
+path, so ids and entity names cannot blow up the label space.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .breaker import BreakerState
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Requests by route and status, latency, breaker state and Redis errors."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "lq_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "lq_http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.breaker = Gauge(
+            "lq_redis_breaker_state",
+            "Redis circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "lq_redis_errors",
+            "Redis availability faults seen by the gateway, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def breaker_changed(self, state: BreakerState) -> None:
+        self.breaker.set(int(state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,59 @@
+"""Operations endpoints: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. No token.
+
+Invariant: `/healthz` answers from the process alone; `/readyz` needs Redis only (a
+gateway stays ready with no live shard, so writes go on while shards recover) and probes
+it directly, past the circuit breaker, so readiness reflects Redis itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from storage import as_unavailable, live_shard_count
+
+from .context import Context
+from .metrics import CONTENT_TYPE
+from .openapi import spec
+from .routing import RawRoute
+from .rows import json_response
+
+__all__ = ["ops_routes"]
+
+
+def ops_routes(ctx: Context) -> list[BaseRoute]:
+    document = spec(ctx.config.gateway, ctx.config.query)
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"ok": True})
+
+    async def readyz(request: Request) -> Response:
+        timeout = ctx.config.gateway.redis_timeout * 2
+        try:
+            client = ctx.redis()
+            live = await asyncio.wait_for(
+                live_shard_count(client, ctx.config.storage.prefix), timeout
+            )
+        except Exception as e:
+            fault = as_unavailable(e)
+            if fault is None:
+                raise
+            body = {"ready": False, "error": {"code": fault.code, "message": str(fault)}}
+            return json_response(body, 503)
+        return json_response({"ready": True, "live_shards": live})
+
+    async def metrics(request: Request) -> Response:
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(request: Request) -> Response:
+        return json_response(document)
+
+    return [
+        RawRoute("/healthz", healthz, methods=["GET"]),
+        RawRoute("/readyz", readyz, methods=["GET"]),
+        RawRoute("/metrics", metrics, methods=["GET"]),
+        RawRoute("/openapi.json", openapi, methods=["GET"]),
+    ]

@@ -1,0 +1,92 @@
+"""`lq gateway`: run the HTTP gateway under uvicorn, configured by flags and `LQ_` env.
+
+This entry point is the only place that reads the environment (and the public key file);
+everything below receives frozen settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Generator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from cluster.settings import AuthSettings, GatewaySettings, QueryLimits, StorageSettings
+from gateway import GatewayConfig, create_app
+from gateway.access import log_line
+from lq._flags import add_settings_flags, settings_from
+from lq._jsonlog import configure_json_logging
+from storage import redact
+
+__all__ = ["config_from", "configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_settings_flags(parser, GatewaySettings, "gateway")
+    add_settings_flags(parser, AuthSettings, "authentication (JWT)")
+    parser.add_argument(
+        "--jwt-public-key-file", help="read the PEM public key (RS256 / ES256) from this file"
+    )
+    add_settings_flags(parser, StorageSettings, "storage (Redis)")
+    add_settings_flags(parser, QueryLimits, "query limits")
+
+
+def config_from(args: argparse.Namespace, env: dict[str, str]) -> GatewayConfig:
+    if getattr(args, "jwt_public_key_file", None):
+        args.jwt_public_key = Path(args.jwt_public_key_file).read_text()
+    return GatewayConfig(
+        auth=settings_from(AuthSettings, args, env),
+        gateway=settings_from(GatewaySettings, args, env),
+        storage=settings_from(StorageSettings, args, env),
+        query=settings_from(QueryLimits, args, env),
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, flushing the log queue before it re-raises the stop signal on its way out."""
+
+    def __init__(self, config: uvicorn.Config, flush: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.flush = flush
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    flush = configure_json_logging()
+    try:
+        config = config_from(args, dict(os.environ))
+        app = create_app(config)
+    except (ValueError, OSError) as e:
+        print(f"lq gateway: {e}", file=sys.stderr)
+        return 2
+    g = config.gateway
+    logging.getLogger("lq.gateway").info(
+        log_line(level="info", msg="gateway starting", host=g.host, port=g.port,
+                 redis=redact(config.storage.redis_url))
+    )
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=g.host,
+            port=g.port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        ),
+        flush,
+    )
+    server.run()
+    return 0 if server.started else 1
