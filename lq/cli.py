@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from lq import dev, gateway_cmd, shard_cmd, token_cmd
+from lq import dev, gateway_cmd, shard_cmd, status_cmd, token_cmd
+from lq.bench import gateway as bench_gateway
 from lq.bench import http as bench_http
 from lq.bench import matcher as bench_matcher
 from lq.bench import storage as bench_storage
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("gateway", gateway_cmd, "run the HTTP gateway (flags > LQ_ environment > defaults)"),
         ("shard", shard_cmd, "run a shard (flags > LQ_ environment > defaults)"),
         ("token", token_cmd, "print an HS256 token for a tenant and scopes (development)"),
+        ("status", status_cmd, "live shards and gateways, their counters, unowned partitions"),
     ):
         sub = commands.add_parser(name, help=text, description=text)
         module.configure(sub)
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("storage", bench_storage, "write path, collection load and one-shot query"),
         ("matcher", bench_matcher, "the in-memory matcher: changes/s, sharing, memory"),
         ("http", bench_http, "single-row PUT through the gateway vs. a bare SET endpoint"),
+        ("gateway", bench_gateway, "live fan-out, connections and delivery vs. a bare broadcast"),
     ):
         sub = benches.add_parser(name, help=text, description=text)
         module.configure(sub)

