@@ -1,10 +1,20 @@
-"""The ASGI app: HTTP data API, live transports, auth; and the Python client."""
+"""The ASGI app: HTTP data API, live transports, auth; and the Python client.
 
-from .app import create_app
-from .auth import Authenticator, Principal
-from .breaker import BreakerState, CircuitBreaker
-from .context import GatewayConfig
-from .openapi import spec
+The server's names are imported lazily, so `gateway.client` (the Python client) can be
+imported where only `websockets` and `httpx` are installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .auth import Authenticator, Principal
+    from .breaker import BreakerState, CircuitBreaker
+    from .context import GatewayConfig
+    from .openapi import spec
 
 __all__ = [
     "Authenticator",
@@ -15,3 +25,20 @@ __all__ = [
     "create_app",
     "spec",
 ]
+
+_WHERE = {
+    "Authenticator": ".auth",
+    "BreakerState": ".breaker",
+    "CircuitBreaker": ".breaker",
+    "GatewayConfig": ".context",
+    "Principal": ".auth",
+    "create_app": ".app",
+    "spec": ".openapi",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

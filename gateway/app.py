@@ -1,13 +1,15 @@
 """The ASGI app factory: routes, error handlers, access logs and metrics, one lifespan.
 
 Invariant: `create_app` does no I/O; the lifespan opens the Redis client (and loads the
-cursor key) at startup and closes the client at shutdown, so every resource has one
-owner. Errors are answered in one place (`errors`), requests are logged and counted in
-one place (`access`).
+cursor key) at startup, starts the live side's loops in one TaskGroup, and at shutdown
+drains the live side, cancels and awaits those loops and closes the client, so every
+resource and task has one owner. Errors are answered in one place (`errors`), requests
+are logged and counted in one place (`access`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,11 +23,17 @@ from cluster.errors import LiveQueryError
 
 from .access import AccessMiddleware
 from .batch import batch_routes
+from .cluster_view import LiveCollector, cluster_routes
 from .context import Context, GatewayConfig
 from .errors import error_response, http_error_response
+from .live import LiveService
 from .ops import ops_routes
+from .poll import PollHandles, poll_routes
 from .query import query_routes
 from .rows import row_routes
+from .sse import sse_routes
+from .sse_streams import SseStreams
+from .ws import ws_routes
 
 __all__ = ["create_app"]
 
@@ -43,16 +51,35 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 def create_app(config: GatewayConfig) -> Starlette:
     """A gateway app for `config`; serve it with any ASGI server (uvicorn in `lq gateway`)."""
     ctx = Context(config)
+    live = LiveService(ctx)
+    streams = SseStreams(live)
+    handles = PollHandles(live)
+    live.on_drain += [streams.end_all, handles.end_all]
+    ctx.metrics.registry.register(LiveCollector(live.counters))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await ctx.open()
         try:
-            yield
+            async with asyncio.TaskGroup() as group:
+                tasks = await live.start(group)
+                tasks += [group.create_task(streams.run_reaper()),
+                          group.create_task(handles.run_reaper())]
+                try:
+                    yield
+                finally:
+                    await live.drain()
+                    for task in tasks:
+                        task.cancel()
+            await live.close()
         finally:
             await ctx.close()
 
-    routes = [*row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx)]
+    routes = [
+        *row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx),
+        *cluster_routes(ctx, lambda: live.hub.gateway_id),
+        *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles),
+    ]
     app = Starlette(
         routes=routes,
         middleware=[
@@ -62,4 +89,5 @@ def create_app(config: GatewayConfig) -> Starlette:
         lifespan=lifespan,
     )
     app.state.lq = ctx
+    app.state.live = live
     return app

@@ -104,7 +104,12 @@ class Authenticator:
         self._verified: dict[str, tuple[Principal, float, float]] = {}
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token, or Unauthorized naming what is wrong with it.
+        """The principal of a valid token, or Unauthorized naming what is wrong with it."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Principal, float]:
+        """The principal of a valid token and the time (epoch seconds, leeway included)
+        when it stops being valid (`math.inf` without `exp`), or Unauthorized.
 
         A token that verified once is remembered (bounded, oldest dropped first) with the
         time span in which it is valid, so a client that sends the same token on every
@@ -115,13 +120,13 @@ class Authenticator:
         if hit is not None:
             principal, valid_from, valid_until = hit
             if valid_from <= time.time() < valid_until:
-                return principal
+                return principal, valid_until
             del self._verified[token]
         principal, valid_from, valid_until = self._verify(token)
         if len(self._verified) >= _REMEMBERED:
             del self._verified[next(iter(self._verified))]
         self._verified[token] = (principal, valid_from, valid_until)
-        return principal
+        return principal, valid_until
 
     def _verify(self, token: str) -> tuple[Principal, float, float]:
         s = self.settings

@@ -27,13 +27,61 @@ from cluster.errors import (
     VersionConflict,
 )
 
-__all__ = ["RateLimited", "error_body", "error_response", "http_error_response", "status_of"]
+__all__ = [
+    "CLOSE_CODES",
+    "DuplicateSubscription",
+    "Gone",
+    "Overloaded",
+    "RateLimited",
+    "TooManySubscriptions",
+    "UnknownSubscription",
+    "error_body",
+    "error_response",
+    "http_error_response",
+    "status_of",
+]
 
 
 class RateLimited(LiveQueryError):
     """Over a configured rate."""
 
     code = "rate_limited"
+
+
+class Overloaded(LiveQueryError):
+    """This gateway is at a limit, draining, or cannot reach Redis now; try again later."""
+
+    code = "overloaded"
+
+
+class TooManySubscriptions(LiveQueryError):
+    code = "too_many_subscriptions"
+
+
+class DuplicateSubscription(LiveQueryError):
+    code = "duplicate_subscription"
+
+
+class UnknownSubscription(LiveQueryError):
+    code = "unknown_subscription"
+
+
+class Gone(LiveQueryError):
+    """A long-polling handle this gateway does not hold (unknown, expired or foreign)."""
+
+    code = "gone"
+
+
+# WebSocket close codes (PROTOCOL.md section 4), by reason.
+CLOSE_CODES = {
+    "going_away": 1001,
+    "too_big": 1009,
+    "overloaded": 1013,
+    "protocol": 4400,
+    "unauthorized": 4401,
+    "forbidden": 4403,
+    "auth_timeout": 4408,
+}
 
 
 _STATUS: tuple[tuple[type[LiveQueryError], int], ...] = (
@@ -45,7 +93,9 @@ _STATUS: tuple[tuple[type[LiveQueryError], int], ...] = (
     (VersionConflict, 412),
     (TooLarge, 413),
     (InvalidRow, 422),
+    (Gone, 410),
     (RateLimited, 429),
+    (Overloaded, 503),
     (StorageUnavailable, 503),
     (NoLiveShard, 503),
 )
@@ -83,7 +133,10 @@ def error_response(error: LiveQueryError) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="lq"'} if status == 401 else None
     if status == 503:
         headers = {"Retry-After": "1"}
-    return _json(status, error_body(error), headers)
+    body = error_body(error)
+    if isinstance(error, Overloaded):
+        body["code"] = "unavailable"  # the HTTP table's code for 503
+    return _json(status, body, headers)
 
 
 def http_error_response(error: HTTPException) -> Response:

@@ -11,12 +11,14 @@ from typing import Any
 
 from cluster.settings import GatewaySettings, QueryLimits
 
+from .openapi_live import live_paths
+
 __all__ = ["spec"]
 
 _J = "application/json"
 _ERROR_CODES = [
     "invalid_request", "invalid_query", "unauthorized", "forbidden", "not_found",
-    "precondition_failed", "too_large", "invalid_row", "rate_limited", "unavailable",
+    "precondition_failed", "too_large", "invalid_row", "rate_limited", "unavailable", "gone",
 ]
 _STATUS_TEXT = {
     400: "invalid_request (bad JSON, name, id or parameter) or invalid_query",
@@ -264,6 +266,7 @@ def spec(
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {**plain, "operationId": "openapi", "responses": {
                 "200": _json({"type": "object"}, "this document")}}},
+            **live_paths(),
         },
         "components": {
             "schemas": _schemas(q),

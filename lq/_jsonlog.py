@@ -1,7 +1,8 @@
 """JSON-lines logging for the production processes: one JSON object per line on stderr.
 
 Records whose message already is a JSON object (the gateway's access lines) pass through;
-anything else (uvicorn's own messages) is wrapped with its level and logger name.
+anything else (uvicorn's own messages) is wrapped with its level and logger name, with
+any `token=` query parameter redacted (uvicorn logs WebSocket paths with their query).
 Writing happens on a listener thread, so the event loop never waits for stderr: the
 queue between them is bounded (10,000 records) and, when full, a record is dropped
 and counted rather than blocking a request. The listener is flushed at exit.
@@ -13,6 +14,7 @@ import atexit
 import logging
 import logging.handlers
 import queue
+import re
 import sys
 import threading
 import time
@@ -25,9 +27,14 @@ __all__ = ["configure_json_logging"]
 _QUEUE_SIZE = 10_000
 
 
+_TOKEN = re.compile(r"(token=)[^&\s\"']+")
+
+
 class _JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
+        if "token=" in message:
+            message = _TOKEN.sub(r"\1***", message)
         if message.startswith("{") and message.endswith("}"):
             return message
         fields = {

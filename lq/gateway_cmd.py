@@ -9,21 +9,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import sys
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from cluster.settings import AuthSettings, GatewaySettings, QueryLimits, StorageSettings
 from gateway import GatewayConfig, create_app
 from gateway.access import log_line
+from gateway.live import LiveService
 from lq._flags import add_settings_flags, settings_from
 from lq._jsonlog import configure_json_logging
 from storage import redact
 
-__all__ = ["config_from", "configure", "run"]
+__all__ = ["config_from", "configure", "raise_fd_limit", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,11 +51,26 @@ def config_from(args: argparse.Namespace, env: dict[str, str]) -> GatewayConfig:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, flushing the log queue before it re-raises the stop signal on its way out."""
+    """uvicorn, draining the live side on the first SIGTERM/SIGINT before it exits, and
+    flushing the log queue before it re-raises the stop signal on its way out."""
 
-    def __init__(self, config: uvicorn.Config, flush: Callable[[], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, flush: Callable[[], None], live: LiveService | None = None
+    ) -> None:
         super().__init__(config)
         self.flush = flush
+        self.live = live
+        self.draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        live = self.live
+        if live is None or self.draining or not self.started:
+            super().handle_exit(sig, frame)
+            return
+        # Drain first (close WebSockets with 1001, end streams, remove registrations),
+        # then let uvicorn stop; a second signal stops at once.
+        self.draining = True
+        live.request_drain(lambda: super(_Server, self).handle_exit(sig, frame))
 
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -61,6 +79,16 @@ class _Server(uvicorn.Server):
                 yield
             finally:
                 self.flush()
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft limit of open files to the hard limit (one per connection)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         log_line(level="info", msg="gateway starting", host=g.host, port=g.port,
                  redis=redact(config.storage.redis_url))
     )
+    raise_fd_limit()
+    ping = min(300.0, max(1.0, g.ws_ping_interval))
     server = _Server(
         uvicorn.Config(
             app,
@@ -85,8 +115,13 @@ def run(args: argparse.Namespace) -> int:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=10,
+            ws_max_size=g.ws_max_message_bytes,
+            ws_ping_interval=ping,
+            ws_ping_timeout=2 * ping,  # two unanswered intervals close the connection
+            backlog=4096,
         ),
         flush,
+        app.state.live,
     )
     server.run()
     return 0 if server.started else 1

@@ -13,10 +13,16 @@ import httpx
 import pytest
 
 from tests.gateway_helpers import ThreadServer, config_for
+from tests.redis_servers import LocalRedisCluster, RedisServer
 
 
 @pytest.fixture(scope="session")
-def gateway_servers() -> Iterator[dict[str, ThreadServer]]:
+def gateway_servers(
+    redis_standalone: RedisServer, redis_cluster_servers: LocalRedisCluster
+) -> Iterator[dict[str, ThreadServer]]:
+    # Depending on both Redis fixtures makes the servers stop before Redis does, so the
+    # gateways' background loops never run against a Redis that is gone.
+    del redis_standalone, redis_cluster_servers
     servers: dict[str, ThreadServer] = {}
     try:
         yield servers

@@ -1,0 +1,120 @@
+"""The one reader of `lq:delta:<gateway>`: frames in, fenced groups out to subscriptions.
+
+Invariants:
+- frames are read in stream order on a client kept for blocking reads; each group's
+  messages are decoded and re-encoded once, whatever the number of subscriptions on
+  this gateway that it goes to;
+- per (shard, incarnation) the frame counter `n` must advance by one; when it skips,
+  every subscription last reset by that incarnation is resynced, and drops that
+  incarnation's deltas until its `reset` arrives (`Subscription.deliver`);
+- when the stream is gone (expired, Redis restarted) or the read position was trimmed,
+  the stream is created again and every subscription is resynced: never a silent gap;
+- the counter table is bounded (oldest incarnations forgotten first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from storage import DeltaFrame, Deltas, DeltaStreamGone, DeltaTrimmed
+
+from .access import log_line
+from .hub import Hub
+from .wire import delta_body
+
+__all__ = ["Demux"]
+
+log = logging.getLogger("lq.gateway")
+_INCARNATIONS = 4096
+_BACKOFF_MAX = 2.0
+
+
+class Demux:
+    def __init__(self, hub: Hub, deltas: Deltas, ttl_s: int, block_ms: int) -> None:
+        self.hub = hub
+        self.deltas = deltas
+        self.ttl_s = ttl_s
+        self.block_ms = block_ms
+        self.position: str | None = None
+        self.counters: dict[tuple[str, str], int] = {}
+        self.ready = asyncio.Event()
+
+    async def create(self) -> None:
+        """Create (or keep) the stream; read from its end from now on."""
+        self.position = await self.deltas.create(self.hub.gateway_id, self.ttl_s)
+        self.ready.set()
+
+    async def run(self) -> None:
+        """Read and dispatch until cancelled; faults are logged and retried with backoff."""
+        delay = 0.05
+        while True:
+            try:
+                if self.position is None:
+                    await self.create()
+                    self.hub.resync_all()
+                assert self.position is not None
+                read = await self.deltas.read(
+                    self.hub.gateway_id, self.position, count=500, block_ms=self.block_ms
+                )
+                self.position = read.position
+                for frame in read.frames:
+                    self.dispatch(frame)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except (DeltaStreamGone, DeltaTrimmed) as e:
+                log.warning(log_line(level="warning", msg="delta stream lost; resync all",
+                                     gateway=self.hub.gateway_id, error=str(e)))
+                self.position = None
+            except Exception as e:
+                log.warning(log_line(level="warning", msg="delta read failed",
+                                     error=repr(e)))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+
+    def _check_counter(self, frame: DeltaFrame) -> None:
+        key = (frame.shard, frame.inc)
+        counters = self.counters
+        last = counters.pop(key, None)
+        counters[key] = frame.n
+        if last is not None and frame.n != last + 1:
+            self.hub.stats["gaps"] += 1
+            hit = self.hub.resync_source(key)
+            log.warning(log_line(level="warning", msg="delta frame gap", shard=frame.shard,
+                                 inc=frame.inc, expected=last + 1, got=frame.n, resync=hit))
+        if len(counters) > _INCARNATIONS:
+            del counters[next(iter(counters))]
+
+    def dispatch(self, frame: DeltaFrame) -> None:
+        """Fan one frame out to its subscriptions (through the fences)."""
+        self._check_counter(frame)
+        self.hub.stats["frames"] += 1
+        subs = self.hub.subs
+        source = (frame.shard, frame.inc)
+        for rids, payload in frame.groups:
+            targets = [s for r in rids if (s := subs.get(r)) is not None]
+            if not targets:
+                continue
+            try:
+                messages: list[dict[str, Any]] = orjson.loads(payload)
+                ops = [m["op"] for m in messages]
+                bodies = [delta_body(m) for m in messages]
+            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                log.warning(log_line(level="warning", msg="malformed delta group",
+                                     shard=frame.shard, error=repr(e)))
+                for sub in targets:
+                    sub.needs_reset()
+                    self.hub.request_resync(sub)
+                continue
+            if not ops:
+                continue
+            unit = len(payload) // len(ops) + 1
+            dropped = 0
+            for sub in targets:
+                if not sub.deliver(frame.epoch, source, messages, ops, bodies, unit):
+                    dropped += 1
+            self.hub.stats["dropped"] += dropped

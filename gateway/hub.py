@@ -1,0 +1,216 @@
+"""The gateway's subscription table and its routing to shards (DESIGN.md sections 5b, 6).
+
+Invariants:
+- registry ids are `<gateway-id>.<counter>`; the gateway id is unique per process start,
+  so no id is ever reused and a late frame of an ended subscription finds nothing;
+- subscribe writes the registration (its `lq:gwsubs` entry first, in `Registry.put`)
+  before the control message, and a subscription is in the table before its
+  registration exists, so no `reset` can arrive for an unknown id;
+- a subscription that expects a `reset` has a deadline: when it passes, the owner is
+  recomputed from the live shards and the request is sent again (`subscribe` to a new
+  owner, else `resync`; both idempotent by registry id). With no live shard the
+  registration stays and the request waits: a shard that claims the partition serves it
+  from the registry anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from cluster.messages import Registration
+from cluster.partition import owner
+from cluster.query import Query
+from storage import Control, Registry
+
+from .access import log_line
+from .context import Context
+from .subscription import Subscription, SubState
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("lq.gateway")
+_TICK = 0.1  # seconds between scans of the re-send deadlines
+_CONCURRENCY = 64  # control messages in flight at once
+
+
+class Hub:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        g = ctx.config.gateway
+        self.gateway_id = f"gw-{secrets.token_hex(6)}"
+        self.timeout = g.subscribe_timeout
+        self.subs: dict[str, Subscription] = {}
+        self.live: list[str] = []
+        self.draining = False
+        self.connections = 0
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("subscribes", "resends", "resyncs", "gaps", "dropped", "overflows", "frames"), 0
+        )
+        self._counter = 0
+        self._due: dict[str, Subscription] = {}
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(_CONCURRENCY)
+
+    # -- redis helpers
+
+    def _registry(self) -> Registry:
+        return Registry(self.ctx.redis(), self.ctx.config.storage.prefix)
+
+    def _control(self) -> Control:
+        return Control(self.ctx.redis(), self.ctx.config.storage.prefix)
+
+    async def _call(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """One registry or control operation under the breaker. They are idempotent
+        (the same registration, a control message handled by registry id), so they are
+        retried like reads; at most `_CONCURRENCY` are in flight, so a burst of
+        subscribes queues here instead of opening hundreds of Redis connections."""
+        async with self._slots:
+            await self.ctx.call(fn, read=True)
+
+    # -- the table
+
+    def next_rid(self) -> str:
+        self._counter += 1
+        return f"{self.gateway_id}.{self._counter}"
+
+    def owner_of(self, p: int) -> str | None:
+        return owner(p, self.live)
+
+    def expect(self, sub: Subscription, after: float | None = None) -> None:
+        """`sub` waits for a reset; re-send when none came by then (default: timeout)."""
+        sub.retry_at = time.monotonic() + (self.timeout if after is None else after)
+        self._due[sub.rid] = sub
+        if after == 0:
+            self._wake.set()
+
+    async def subscribe(self, sub: Subscription, query: Query) -> None:
+        """Register `sub` and ask its owner for a snapshot; raises StorageUnavailable
+        (after removing it again) when Redis refuses the registration."""
+        self.subs[sub.rid] = sub
+        reg = self.registration(sub, query)
+        try:
+            await self._call(lambda: self._registry().put(sub.p, reg))
+        except BaseException:
+            self.subs.pop(sub.rid, None)
+            sub.move(SubState.CLOSED)
+            raise
+        self.stats["subscribes"] += 1
+        self.expect(sub)
+        await self._send_or_later(sub, "subscribe")
+
+    def registration(self, sub: Subscription, query: Query) -> Registration:
+        return Registration(sub.rid, sub.tenant, self.gateway_id, query.to_json())
+
+    async def reanchor(self, sub: Subscription, query: Query) -> None:
+        """Rewrite the registration with the new window, then ask for a new snapshot."""
+        reg = self.registration(sub, query)
+        await self._call(lambda: self._registry().put(sub.p, reg))
+        sub.query = query
+        sub.mirror.limit = query.limit
+        self.expect(sub)
+        await self._send_or_later(sub, "reanchor")
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        """End `sub`: nothing more is delivered; its registration is removed (best effort:
+        what a Redis fault leaves is removed at drain, or by the shards' hygiene)."""
+        if sub.closed:
+            return
+        sub.move(SubState.CLOSED)
+        self.subs.pop(sub.rid, None)
+        self._due.pop(sub.rid, None)
+        sub.outbox.forget(sub)
+        try:
+            await self._call(lambda: self._registry().delete(sub.p, sub.rid, self.gateway_id))
+            await self._send(sub, "unsubscribe")
+        except Exception as e:
+            log.warning(log_line(level="warning", msg="unsubscribe failed", rid=sub.rid,
+                                 error=repr(e)))
+
+    async def unsubscribe_all(self, subs: Iterable[Subscription]) -> None:
+        pending = list(subs)
+        for i in range(0, len(pending), _CONCURRENCY):
+            await asyncio.gather(*(self.unsubscribe(s) for s in pending[i:i + _CONCURRENCY]))
+
+    # -- resets
+
+    def request_resync(self, sub: Subscription) -> None:
+        """Ask the owner for a fresh snapshot of `sub` soon (called from sync code)."""
+        if not sub.closed:
+            self.stats["resyncs"] += 1
+            self.expect(sub, 0)
+
+    def resync_source(self, source: tuple[str, str]) -> int:
+        """A gap in that incarnation's frames: resync every subscription it last reset."""
+        hit = [s for s in self.subs.values() if s.source == source]
+        for sub in hit:
+            sub.needs_reset()
+            self.request_resync(sub)
+        return len(hit)
+
+    def resync_all(self) -> None:
+        """The delta stream was lost: every subscription starts over with a reset."""
+        for sub in list(self.subs.values()):
+            sub.needs_reset()
+            self.request_resync(sub)
+
+    def live_changed(self, live: list[str]) -> None:
+        """New live set: requests sent to a shard that is gone are re-sent at once."""
+        self.live = live
+        alive = set(live)
+        for sub in self._due.values():
+            if sub.sent_to is not None and sub.sent_to not in alive:
+                sub.retry_at = 0.0
+                self._wake.set()
+
+    async def _send(self, sub: Subscription, op: str) -> None:
+        target = self.owner_of(sub.p)
+        if target is None:
+            return  # no live shard: a shard that claims the partition serves the registry
+        sub.sent_to = target
+        await self._call(
+            lambda: self._control().send(target, op, sub.p, sub.rid, self.gateway_id)
+        )
+
+    async def _send_or_later(self, sub: Subscription, op: str) -> None:
+        """Send now; a failure is logged and left to the re-send deadline."""
+        try:
+            await self._send(sub, op)
+        except Exception as e:
+            log.warning(log_line(level="warning", msg="control send failed", rid=sub.rid,
+                                 op=op, error=repr(e)))
+
+    async def _resend(self, sub: Subscription) -> None:
+        if sub.closed:
+            return
+        target = self.owner_of(sub.p)
+        if sub.state is SubState.PENDING and target != sub.sent_to:
+            op = "subscribe"
+        elif sub.state is SubState.LIVE:
+            op = "reanchor"  # a reanchor still waiting for its reset
+        else:
+            op = "resync"
+        self.expect(sub)
+        self.stats["resends"] += 1
+        await self._send_or_later(sub, op)
+
+    async def run_resends(self) -> None:
+        """Re-send requests whose reset is overdue; runs until cancelled."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), _TICK)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            now = time.monotonic()
+            due = []
+            for rid, sub in list(self._due.items()):
+                if sub.closed or sub.retry_at is None:
+                    del self._due[rid]
+                elif sub.retry_at <= now:
+                    due.append(sub)
+            for i in range(0, len(due), _CONCURRENCY):
+                await asyncio.gather(*(self._resend(s) for s in due[i:i + _CONCURRENCY]))

@@ -1,0 +1,181 @@
+"""`GET /v1/sse?q=<query>`: Server-Sent Events, one subscription per stream (PROTOCOL.md 5).
+
+Invariants: the token, the query and the scope are checked before the stream starts,
+so every refusal is a 4xx JSON error; once started, each live message is one event
+(`event: <op>`, `id: <stream>.<seq>`, `data: <message>`), a comment goes out whenever
+nothing was written for `sse_keepalive` seconds (at most 15), the token's expiry ends the
+stream with an `error` event, and drain ends it. The response owns one task (the
+disconnect watcher) in its TaskGroup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
+
+from cluster.errors import InvalidQuery, Unauthorized
+
+from . import wire
+from .auth import Principal, bearer_token
+from .errors import Overloaded
+from .live import LiveService
+from .outbox import Taken
+from .params import check_query_params
+from .routing import RawRoute
+from .sse_streams import SseStream, SseStreams, new_name
+
+__all__ = ["SSE_PATH", "principal_of", "sse_routes"]
+
+SSE_PATH = "/v1/sse"
+_PARAMS = frozenset({"q", "token"})
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def principal_of(live: LiveService, request: Request) -> tuple[Principal, float]:
+    """The caller from `Authorization: Bearer` or `?token=`, and the token's expiry."""
+    headers = request.headers
+    token = bearer_token(headers) if "authorization" in headers else request.query_params.get(
+        "token"
+    )
+    if not token:
+        raise Unauthorized("no token: send Authorization: Bearer <jwt> or ?token=<jwt>")
+    return live.ctx.auth.verify_until(token)
+
+
+def query_param(request: Request) -> tuple[str, object]:
+    q = request.query_params.get("q")
+    if q is None:
+        raise InvalidQuery("q", "send the query as ?q=<URL-encoded JSON>")
+    try:
+        return q, orjson.loads(q)
+    except orjson.JSONDecodeError as e:
+        raise InvalidQuery("q", f"the query is not valid JSON: {e}") from None
+
+
+def _event(taken: Taken, name: str) -> bytes:
+    op, seq, data = taken
+    kind = (op or "message").encode()
+    if seq:
+        return b"event: %s\nid: %s.%d\ndata: %s\n\n" % (kind, name.encode(), seq, data)
+    return b"event: %s\ndata: %s\n\n" % (kind, data)
+
+
+class SseResponse(Response):
+    """Streams one `SseStream` until disconnect, expiry or drain."""
+
+    def __init__(self, streams: SseStreams, stream: SseStream, replay: list[bytes],
+                 expires_at: float) -> None:
+        super().__init__(status_code=200)
+        self.streams = streams
+        self.stream = stream
+        self.replay = replay
+        self.expires_at = expires_at
+        self.ended = asyncio.Event()
+        self.keepalive = min(15.0, streams.live.config.sse_keepalive)
+
+    def end(self) -> None:
+        self.ended.set()
+        self.stream.outbox.wake.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        self.stream.end_response = self.end
+        self.stream.detached_at = None
+        live = self.streams.live
+        live.hub.connections += 1
+        try:
+            async with asyncio.TaskGroup() as group:
+                watcher = group.create_task(self._watch(receive))
+                try:
+                    await self._stream(send)
+                finally:
+                    watcher.cancel()
+        finally:
+            live.hub.connections -= 1
+            if self.stream.end_response == self.end:
+                self.streams.detached(self.stream)
+        try:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.end()
+
+    async def _stream(self, send: Send) -> None:
+        stream, outbox = self.stream, self.stream.outbox
+        first = b"retry: 1000\n\n" + b"".join(self.replay)
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        last_write = time.monotonic()
+        while not self.ended.is_set():
+            left = self.expires_at - time.time()
+            if left <= 0:
+                error = wire.error("unauthorized", "the token has expired", stream.name)
+                body = _event(("error", 0, error), stream.name)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                return
+            wait = min(self.keepalive - (time.monotonic() - last_write), left)
+            if not outbox.queue:
+                try:
+                    await asyncio.wait_for(outbox.wake.wait(), max(0.0, wait))
+                except TimeoutError:
+                    pass
+                outbox.wake.clear()
+            if self.ended.is_set():
+                return
+            taken = outbox.take(256, 256 * 1024)
+            if taken:
+                events = []
+                for item in taken:
+                    event = _event(item, stream.name)
+                    if item[1]:
+                        stream.remember(item[1], event)
+                    events.append(event)
+                body = b"".join(events)
+            elif time.monotonic() - last_write >= self.keepalive:
+                body = b": keep-alive\n\n"
+            else:
+                continue
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            last_write = time.monotonic()
+
+
+def sse_routes(live: LiveService, streams: SseStreams) -> list[BaseRoute]:
+    async def sse(request: Request) -> Response:
+        who, expires_at = principal_of(live, request)
+        check_query_params(request.query_params.multi_items(), _PARAMS)
+        q, raw = query_param(request)
+        if live.hub.draining:
+            raise Overloaded("the gateway is shutting down; reconnect to another")
+        last = request.headers.get("last-event-id")
+        found = streams.find(last, who.tenant, q) if last else None
+        if found is not None:
+            stream, replay = found
+            return SseResponse(streams, stream, replay, expires_at)
+        if not streams.room():
+            raise Overloaded("this gateway holds its maximum of streams; try later")
+        live.check_room(0)
+        stream = SseStream(new_name(), who.tenant, q, live.new_outbox())
+        stream.sub = await live.open(who, stream.name, raw, stream.outbox)
+        streams.add(stream)
+        stream.outbox.push_control(
+            wire.control({"type": "subscribed", "sub": stream.name}), "subscribed"
+        )
+        live.announce(stream.sub)
+        stream.detached_at = time.monotonic()  # lingers from now if the client never reads
+        return SseResponse(streams, stream, [], expires_at)
+
+    return [RawRoute(SSE_PATH, sse, methods=["GET"])]
+

@@ -1,0 +1,166 @@
+"""The live wire: client messages parsed (PROTOCOL.md section 4), server messages composed.
+
+Invariant: `parse` is total. Any text or bytes gives either one of the client message
+types below or a `WireError` (code `invalid_message`, or `invalid_query` where the
+protocol says so) whose message names what to fix; it never raises anything else and
+never touches state. Composing is byte-level: a shard's delta is encoded once, and a
+subscriber's copy is its `sub` and `seq` spliced in front of those shared bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "DELTA_PREFIX",
+    "Auth",
+    "ClientMessage",
+    "Ping",
+    "Reanchor",
+    "Subscribe",
+    "Unsubscribe",
+    "WireError",
+    "batch",
+    "compose",
+    "control",
+    "delta_body",
+    "error",
+    "parse",
+]
+
+DELTA_PREFIX = b'{"type":"delta",'
+MAX_SUB = 64
+_MISSING: Any = object()
+
+
+class WireError(Exception):
+    """A client message the server cannot act on; `sub` when it could be read."""
+
+    def __init__(self, message: str, sub: str | None = None, code: str = "invalid_message"):
+        super().__init__(message)
+        self.sub = sub
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    sub: str
+    query: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    sub: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reanchor:
+    """`limit` is None when the message keeps the current one."""
+
+    sub: str
+    after: Any
+    limit: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    t: Any = _MISSING
+
+    @property
+    def has_t(self) -> bool:
+        return self.t is not _MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    token: str
+
+
+ClientMessage = Subscribe | Unsubscribe | Reanchor | Ping | Auth
+
+_FIELDS: dict[str, frozenset[str]] = {
+    "subscribe": frozenset({"type", "sub", "query"}),
+    "unsubscribe": frozenset({"type", "sub"}),
+    "reanchor": frozenset({"type", "sub", "after", "limit"}),
+    "ping": frozenset({"type", "t"}),
+    "auth": frozenset({"type", "token"}),
+}
+_TYPES = ", ".join(_FIELDS)
+
+
+def _sub(obj: dict[str, Any]) -> str:
+    sub = obj.get("sub", _MISSING)
+    if sub is _MISSING:
+        raise WireError('"sub" is missing: name the subscription (1-64 characters)')
+    if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_SUB:
+        raise WireError(f'"sub" is a string of 1 to {MAX_SUB} characters')
+    return sub
+
+
+def parse(raw: str | bytes) -> ClientMessage:
+    """One client message, or WireError saying what is wrong with it."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise WireError(f"the message is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise WireError('a message is a JSON object such as {"type": "ping"}')
+    kind = obj.get("type")
+    sub = obj.get("sub") if isinstance(obj.get("sub"), str) else None
+    if not isinstance(kind, str) or kind not in _FIELDS:
+        shown = repr(kind) if isinstance(kind, str | int | float | bool) else "missing"
+        raise WireError(f"unknown message type {shown[:80]} (expected one of {_TYPES})", sub)
+    unknown = sorted(str(k) for k in obj if k not in _FIELDS[kind])
+    if unknown:
+        raise WireError(f"unknown field {unknown[0][:80]!r} in a {kind} message", sub)
+    if kind == "ping":
+        return Ping(obj.get("t", _MISSING))
+    if kind == "auth":
+        token = obj.get("token")
+        if not isinstance(token, str) or not token:
+            raise WireError('an auth message carries "token": the JWT as a string')
+        return Auth(token)
+    name = _sub(obj)
+    if kind == "unsubscribe":
+        return Unsubscribe(name)
+    if kind == "subscribe":
+        if "query" not in obj:
+            raise WireError('a subscribe message carries "query"', name)
+        return Subscribe(name, obj["query"])
+    return Reanchor(name, obj.get("after"), obj.get("limit"))
+
+
+# -- composing ------------------------------------------------------------------------
+
+
+def control(obj: dict[str, Any]) -> bytes:
+    """A message without `seq` (subscribed, unsubscribed, pong, ready, error)."""
+    return orjson.dumps(obj)
+
+
+def error(code: str, message: str, sub: str | None = None) -> bytes:
+    return orjson.dumps({"type": "error", "sub": sub, "code": code, "message": message})
+
+
+def delta_body(message: dict[str, Any]) -> bytes:
+    """A delta's bytes after `{"type":"delta",` (shared by every subscriber of it)."""
+    encoded = orjson.dumps(message)
+    if encoded.startswith(DELTA_PREFIX):
+        return encoded[len(DELTA_PREFIX):]
+    rest = {k: v for k, v in message.items() if k not in ("type", "sub", "seq")}
+    return orjson.dumps(rest)[1:] if rest else b'"op":null}'
+
+
+def compose(sub_json: bytes, seq: int, body: bytes) -> bytes:
+    """The client's copy of a delta: its `sub` and `seq`, then the shared body."""
+    return b'{"type":"delta","sub":%b,"seq":%d,%b' % (sub_json, seq, body)
+
+
+def batch(messages: list[bytes]) -> bytes:
+    """One WebSocket frame: the message itself, or a JSON array of several."""
+    if len(messages) == 1:
+        return messages[0]
+    return b"[" + b",".join(messages) + b"]"

@@ -1,0 +1,195 @@
+"""`GET /v1/ws`: the WebSocket transport (PROTOCOL.md section 4).
+
+One connection, two tasks: the endpoint reads (size check, rate limit, then the
+session acts), and a writer owned by the endpoint's TaskGroup drains the outbox, one
+frame per batch of ready messages (a JSON array when there are several), and enforces
+the deadlines: authentication within `auth_timeout` (else 4408) and the token's expiry
+(4401 unless refreshed). Close codes: 1001 drain, 1009 message too large, 1013
+overloaded, 4400 a binary frame, 4401/4403 bad or expired token. WebSocket pings are
+the server's (`lq gateway` configures uvicorn: every `ws_ping_interval`, closing after
+two intervals without a pong).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from cluster.errors import Unauthorized
+
+from . import wire
+from .auth import bearer_token
+from .errors import CLOSE_CODES
+from .live import LiveService
+from .ws_session import WsSession
+
+__all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
+
+WS_PATH = "/v1/ws"
+_BATCH_MESSAGES = 256  # a frame batches what is ready, up to this many messages
+_BATCH_BYTES = 64 * 1024  # or about this many bytes
+
+
+class TokenBucket:
+    """`rate` tokens a second up to `burst`; `take()` is False when none is left."""
+
+    __slots__ = ("burst", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.last = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class WsConnection:
+    """The endpoint's side of one connection (also what drain closes)."""
+
+    def __init__(self, live: LiveService, websocket: WebSocket) -> None:
+        g = live.config
+        self.live = live
+        self.ws = websocket
+        self.outbox = live.new_outbox()
+        self.session = WsSession(live, self.outbox)
+        self.bucket = TokenBucket(g.ws_rate, g.ws_burst)
+        self.max_bytes = g.ws_max_message_bytes
+        self.auth_deadline = time.time() + g.auth_timeout
+        self.closing: tuple[int, str] | None = None
+        self.done = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+        self.outbox.wake.set()
+
+    def _arm(self) -> None:
+        """Wake the writer at the next deadline (authentication or token expiry)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        s = self.session
+        deadline = self.auth_deadline if s.principal is None else s.expires_at
+        if not math.isinf(deadline):
+            delay = max(0.0, deadline - time.time()) + 0.01
+            self.timer = asyncio.get_running_loop().call_later(delay, self.outbox.wake.set)
+
+    async def run(self) -> None:
+        live, ws = self.live, self.ws
+        token = ws.query_params.get("token")
+        try:
+            if "authorization" in ws.headers:
+                token = bearer_token(ws.headers)
+        except Unauthorized as e:
+            token, refused = None, str(e)
+        else:
+            refused = ""
+        await ws.accept()
+        if live.hub.draining:
+            await ws.close(CLOSE_CODES["going_away"], "the gateway is shutting down")
+            return
+        if live.hub.connections >= live.config.max_connections:
+            await ws.close(CLOSE_CODES["overloaded"], "the gateway is at its connection limit")
+            return
+        if refused or (token is not None and not self.session.authenticate(token)):
+            if refused:
+                self.session.error("unauthorized", refused)
+            self.close(CLOSE_CODES["unauthorized"], "unauthorized")
+        live.hub.connections += 1
+        live.connections.add(self)
+        try:
+            self._arm()
+            async with asyncio.TaskGroup() as group:
+                writer = group.create_task(self._write())
+                try:
+                    await self._read()
+                finally:
+                    self.done = True
+                    writer.cancel()
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+            live.hub.connections -= 1
+            live.connections.discard(self)
+            await self.session.end()
+
+    async def _read(self) -> None:
+        session = self.session
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if self.closing is not None:
+                continue
+            text = message.get("text")
+            if text is None:
+                self.close(CLOSE_CODES["protocol"], "send JSON messages as text frames")
+                continue
+            if len(text) * 4 > self.max_bytes and len(text.encode()) > self.max_bytes:
+                self.close(CLOSE_CODES["too_big"], f"messages are at most {self.max_bytes} bytes")
+                continue
+            if not self.bucket.take():
+                session.error("rate_limited", "too many messages; this one was dropped")
+            else:
+                authed = session.principal
+                await session.handle(text)
+                if session.principal is not authed:
+                    self._arm()
+            if session.overloaded:
+                self.close(CLOSE_CODES["overloaded"], "the connection is not reading its messages")
+
+    def _deadline_passed(self) -> None:
+        s, now = self.session, time.time()
+        if s.principal is None and now >= self.auth_deadline:
+            s.error("unauthorized", "no authentication within the time allowed")
+            self.close(CLOSE_CODES["auth_timeout"], "no authentication in time")
+        elif s.principal is not None and now >= s.expires_at:
+            s.error("unauthorized", "the token has expired; reconnect with a fresh one")
+            self.close(CLOSE_CODES["unauthorized"], "the token has expired")
+
+    async def _write(self) -> None:
+        outbox, ws = self.outbox, self.ws
+        try:
+            while not self.done:
+                if not outbox.queue and self.closing is None:
+                    await outbox.wake.wait()
+                    outbox.wake.clear()
+                self._deadline_passed()
+                if self.closing is not None:
+                    await self._flush_and_close()
+                    return
+                taken = outbox.take(_BATCH_MESSAGES, _BATCH_BYTES)
+                if taken:
+                    frame = wire.batch([data for _, _, data in taken])
+                    await ws.send({"type": "websocket.send", "text": frame.decode()})
+        except Exception:
+            return  # the connection is gone; the reader sees the disconnect
+
+    async def _flush_and_close(self) -> None:
+        assert self.closing is not None
+        code, reason = self.closing
+        taken = [d for _, seq, d in self.outbox.take(_BATCH_MESSAGES, _BATCH_BYTES) if not seq]
+        try:
+            if taken:
+                frame = wire.batch(taken).decode()
+                await asyncio.wait_for(self.ws.send({"type": "websocket.send", "text": frame}), 1)
+            await asyncio.wait_for(self.ws.close(code, reason), 1)
+        except Exception:
+            return
+
+
+def ws_routes(live: LiveService) -> list[BaseRoute]:
+    async def endpoint(websocket: WebSocket) -> None:
+        await WsConnection(live, websocket).run()
+
+    return [WebSocketRoute(WS_PATH, endpoint)]

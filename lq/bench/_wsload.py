@@ -1,0 +1,109 @@
+"""A minimal WebSocket load client for `lq bench gateway`: thousands of connections, each
+an asyncio Protocol (no task, no frame parsing), so the client costs as little as
+possible and measures the server rather than itself.
+
+Each connection does the HTTP upgrade, sends masked text frames, and counts occurrences
+of a marker in the bytes it receives (keeping a short tail, so a marker split across
+reads is still seen once), recording when the count last changed. That is enough to
+time a fan-out (first marker after a write) and to count delivered messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+import time
+
+__all__ = ["WsConn", "open_many"]
+
+
+def _frame(text: bytes) -> bytes:
+    """One masked client text frame."""
+    mask = os.urandom(4)
+    n = len(text)
+    head = b"\x81" + (
+        bytes([0x80 | n]) if n < 126
+        else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536
+        else bytes([0x80 | 127]) + struct.pack(">Q", n)
+    )
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    return head + mask + body
+
+
+class WsConn(asyncio.Protocol):
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self.transport: asyncio.Transport | None = None
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.head = b""
+        self.tail = b""
+        self.count = 0
+        self.changed_at = 0.0
+        self.synced = False  # a `synced` delta arrived
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("closed during the upgrade"))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded.done():
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status, data = self.head[:end], self.head[end + 4:]
+            if b" 101 " not in status.split(b"\r\n", 1)[0]:
+                self.upgraded.set_exception(ConnectionError(status[:200].decode()))
+                return
+            self.upgraded.set_result(None)
+        chunk = self.tail + data
+        if not self.synced and b'"op":"synced"' in chunk:
+            self.synced = True
+        found = chunk.count(self.marker)
+        if found:
+            self.count += found
+            self.changed_at = time.perf_counter()
+        self.tail = chunk[-16:]
+
+    def send(self, text: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(_frame(text))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def _open(host: str, port: int, path: str, headers: dict[str, str],
+                marker: bytes) -> WsConn:
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(lambda: WsConn(marker), host, port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{extra}\r\n"
+    )
+    assert conn.transport is not None
+    conn.transport.write(request.encode())
+    await asyncio.wait_for(conn.upgraded, 30)
+    return conn
+
+
+async def open_many(n: int, host: str, port: int, path: str, headers: dict[str, str],
+                    marker: bytes, concurrency: int = 200) -> list[WsConn]:
+    """`n` upgraded connections, opened `concurrency` at a time."""
+    conns: list[WsConn] = []
+    for i in range(0, n, concurrency):
+        batch = [_open(host, port, path, headers, marker) for _ in range(min(concurrency, n - i))]
+        conns += await asyncio.gather(*batch)
+    return conns

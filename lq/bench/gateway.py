@@ -1,0 +1,296 @@
+"""`lq bench gateway`: fan-out, connections and delivery rate of one gateway process.
+
+Real processes on loopback: an embedded Redis (or `--redis-url`), one `lq shard`, one
+`lq gateway`, and a bare starlette WebSocket broadcast (`_broadcast_app`, the ceiling)
+served by uvicorn the same way. The clients are minimal asyncio protocols (`_wsload`),
+so the bench process measures the servers rather than itself. Printed are medians of
+`--runs`:
+- fan-out: one write seen by N subscribers of one query on one gateway: time until the
+  last has it, and p50 / p99 per subscriber (from the start of the write's HTTP PUT);
+- connections: memory per idle, authenticated connection (RSS growth of a fresh
+  gateway process / connections), and the same for the bare broadcast;
+- delivery: messages/s to `--throughput-subs` subscribers for a batch of writes, against
+  the bare broadcast of as many messages of the same size (ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.auth import issue_token
+from lq.bench._table import Row, print_table, quantile
+from lq.bench._wsload import WsConn, open_many
+from lq.bench.http import _free_port, _server
+from lq.embedded import EmbeddedRedis
+from lq.gateway_cmd import raise_fd_limit
+
+__all__ = ["configure", "run"]
+
+_SECRET = "bench-secret-" + "0123456789abcdef" * 3
+_MARK = b'"op":"update"'
+_ROW = {"title": "write the benchmark", "status": "open", "priority": 3}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="Redis to use (default: start an embedded one)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--fanout", default="1000,5000",
+                        help="subscriber counts for the fan-out (default 1000,5000)")
+    parser.add_argument("--connections", type=int, default=5000,
+                        help="idle connections held for the memory measure (default 5000)")
+    parser.add_argument("--throughput-subs", type=int, default=500,
+                        help="subscribers in the delivery-rate measure (default 500)")
+    parser.add_argument("--throughput-writes", type=int, default=200,
+                        help="writes (messages per subscriber) per delivery run (default 200)")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, gw_port: int, bare_port: int,
+                 gw_pid: int) -> None:
+        self.bare_pid = _pid_on(bare_port)
+        self.args = args
+        self.gw_port = gw_port
+        self.bare_port = bare_port
+        self.gw_pid = gw_pid
+        self.tenant = f"bench{secrets.token_hex(3)}"
+        self.token = issue_token(_SECRET, self.tenant, "lq:read:* lq:write:*", ttl=7200)
+        self.auth = {"Authorization": f"Bearer {self.token}"}
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", timeout=60,
+                                      headers=self.auth)
+
+    async def _subscribed(self, n: int, entity: str) -> list[WsConn]:
+        conns = await open_many(n, "127.0.0.1", self.gw_port, "/v1/ws", self.auth, _MARK)
+        query = {"entity": entity, "sort": ["-priority"], "limit": 10}
+        message = json.dumps({"type": "subscribe", "sub": "s", "query": query}).encode()
+        for conn in conns:
+            conn.send(message)
+        await _until(lambda: all(c.synced for c in conns), 120, "subscriptions to sync")
+        return conns
+
+    async def _seed(self, entity: str) -> None:
+        ops = [{"op": "put", "entity": entity, "id": f"r{i}", "row": {**_ROW, "priority": i}}
+               for i in range(10)]
+        r = await self.http.post("/v1/batch", json={"ops": ops})
+        r.raise_for_status()
+
+    async def fanout(self, n: int) -> list[Row]:
+        entity = f"fan{n}"
+        await self._seed(entity)
+        conns = await self._subscribed(n, entity)
+        samples: list[tuple[float, float, float]] = []
+        try:
+            for run in range(self.args.runs + 1):  # the first run warms up
+                counts = [c.count for c in conns]
+                start = time.perf_counter()
+                r = await self.http.put(f"/v1/entities/{entity}/rows/r9",
+                                        json={**_ROW, "priority": 9, "run": run})
+                r.raise_for_status()
+                await _until(lambda seen=counts: all(  # type: ignore[misc]
+                    c.count > k for c, k in zip(conns, seen, strict=True)), 30, "the fan-out")
+                lat = [(c.changed_at - start) * 1000 for c in conns]
+                if run:
+                    samples.append((max(lat), quantile(lat, 0.5), quantile(lat, 0.99)))
+                await asyncio.sleep(0.2)
+        finally:
+            for conn in conns:
+                conn.close()
+        last, p50, p99 = (statistics.median(s[k] for s in samples) for k in range(3))
+        goal = "goal p99 <= 100 ms" if n >= 5000 else ""
+        return [
+            (f"fan-out to {n:,} subscribers: last has it", f"{last:.1f} ms", "from the PUT"),
+            (f"fan-out to {n:,}: p50 / p99 per subscriber", f"{p50:.1f} / {p99:.1f} ms", goal),
+        ]
+
+    async def bare_fanout(self, n: int) -> list[Row]:
+        """The same fan-out through the bare broadcast (one message to every connection)."""
+        conns = await open_many(n, "127.0.0.1", self.bare_port, "/ws", {}, _MARK)
+        samples: list[tuple[float, float]] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.bare_port}",
+                                     timeout=60) as bare:
+            try:
+                for run in range(self.args.runs + 1):
+                    counts = [c.count for c in conns]
+                    start = time.perf_counter()
+                    (await bare.post("/broadcast", params={"n": "1"})).raise_for_status()
+                    await _until(lambda seen=counts: all(  # type: ignore[misc]
+                        c.count > k for c, k in zip(conns, seen, strict=True)), 30, "bare")
+                    lat = [(c.changed_at - start) * 1000 for c in conns]
+                    if run:
+                        samples.append((max(lat), quantile(lat, 0.99)))
+                    await asyncio.sleep(0.2)
+            finally:
+                for conn in conns:
+                    conn.close()
+        last, p99 = (statistics.median(s[k] for s in samples) for k in range(2))
+        return [(f"bare broadcast to {n:,}: last / p99", f"{last:.1f} / {p99:.1f} ms",
+                 "the framework's floor for the same fan-out")]
+
+    async def idle(self, n: int) -> list[Row]:
+        per_conn: list[float] = []
+        alive = 0
+        for port, pid, path, headers in ((self.gw_port, self.gw_pid, "/v1/ws", self.auth),
+                                         (self.bare_port, self.bare_pid, "/ws", {})):
+            before = _rss_kib(pid)
+            conns = await open_many(n, "127.0.0.1", port, path, headers, _MARK)
+            await asyncio.sleep(0.5)
+            alive = alive or sum(1 for c in conns if not c.closed)
+            per_conn.append((_rss_kib(pid) - before) / n)
+            for conn in conns:
+                conn.close()
+        return [("concurrent connections held", f"{alive:,}", "authenticated, idle"),
+                ("memory per idle connection", f"{per_conn[0]:.1f} KB", "goal <= 20 KB"),
+                ("bare broadcast: memory per connection", f"{per_conn[1]:.1f} KB",
+                 "uvicorn + websockets + starlette alone")]
+
+    async def _rate(self, conns: list[WsConn], fire: Callable[[], Any], k: int) -> float:
+        counts = [c.count for c in conns]
+        start = time.perf_counter()
+        await fire()
+        await _until(lambda: all(c.count >= n + k for c, n in zip(conns, counts, strict=True)),
+                     120, "the deliveries")
+        elapsed = max(c.changed_at for c in conns) - start
+        return len(conns) * k / elapsed
+
+    async def delivery(self) -> list[Row]:
+        s, k = self.args.throughput_subs, self.args.throughput_writes
+        entity = "rate"
+        await self._seed(entity)
+        gw = await self._subscribed(s, entity)
+        bare = await open_many(s, "127.0.0.1", self.bare_port, "/ws", {}, _MARK)
+        bare_http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.bare_port}", timeout=120)
+        ops = [{"op": "put", "entity": entity, "id": f"r{i % 10}",
+                "row": {**_ROW, "priority": i % 10, "n": i}} for i in range(k)]
+
+        async def write() -> None:
+            (await self.http.post("/v1/batch", json={"ops": ops})).raise_for_status()
+
+        async def broadcast() -> None:
+            (await bare_http.post("/broadcast", params={"n": str(k)})).raise_for_status()
+
+        rates: dict[str, list[float]] = {"gateway": [], "bare": []}
+        try:
+            for run in range(self.args.runs + 1):
+                g = await self._rate(gw, write, k)
+                b = await self._rate(bare, broadcast, k)
+                if run:
+                    rates["gateway"].append(g)
+                    rates["bare"].append(b)
+        finally:
+            for conn in [*gw, *bare]:
+                conn.close()
+            await bare_http.aclose()
+        g, b = statistics.median(rates["gateway"]), statistics.median(rates["bare"])
+        note = f"{s} subscribers x {k} writes"
+        return [
+            ("gateway delivered messages/s", f"{g:,.0f}", note),
+            ("bare broadcast messages/s", f"{b:,.0f}", "starlette, one send per message"),
+            ("gateway / bare", f"{g / b:.2f}", "goal >= 0.5"),
+        ]
+
+
+async def _measure(args: argparse.Namespace, gw_port: int, bare_port: int,
+                   gw_pid: int) -> list[Row]:
+    bench = Bench(args, gw_port, bare_port, gw_pid)
+    try:
+        await _until_ready(bench.http)
+        table = await bench.idle(args.connections)  # first: a fresh process's growth
+        for n in (int(x) for x in args.fanout.split(",") if x.strip()):
+            table += await bench.fanout(n)
+            table += await bench.bare_fanout(n)
+        table += await bench.delivery()
+        return table
+    finally:
+        await bench.http.aclose()
+
+
+async def _until_ready(http: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            body = (await http.get("/readyz")).json()
+            if body.get("live_shards", 0) >= 1:
+                await asyncio.sleep(1.5)  # the shard claims its partitions
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway or the shard did not get ready")
+        await asyncio.sleep(0.1)
+
+
+def _run_with(args: argparse.Namespace, redis_url: str) -> list[Row]:
+    prefix = f"lqb{secrets.token_hex(3)}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LQ_")},
+           "LQ_REDIS_URL": redis_url, "LQ_PREFIX": prefix, "LQ_JWT_SECRET": _SECRET,
+           "LQ_ACCESS_LOG": "false", "LQ_WS_PING_INTERVAL": "300",
+           "LQ_MAX_CONNECTIONS": "50000", "LQ_MAX_SUBSCRIPTIONS": "200000"}
+    gw_port, bare_port, shard_port = _free_port(), _free_port(), _free_port()
+    shard_env = {**env, "LQ_SHARD_ID": "bench-0", "LQ_HTTP_PORT": str(shard_port)}
+    with ExitStack() as stack:
+        stack.enter_context(_server([sys.executable, "-m", "lq", "shard"], shard_port,
+                                    shard_env))
+        gw_cmd = [sys.executable, "-m", "lq", "gateway", "--port", str(gw_port)]
+        stack.enter_context(_server(gw_cmd, gw_port, env))
+        bare_cmd = [sys.executable, "-m", "lq.bench._broadcast_app", str(bare_port)]
+        stack.enter_context(_server(bare_cmd, bare_port, env))
+        gw_pid = _pid_on(gw_port)
+        return asyncio.run(_measure(args, gw_port, bare_port, gw_pid))
+
+
+def _pid_on(port: int) -> int:
+    """The pid of the process listening on `port` (Linux /proc)."""
+    hex_port = f"{port:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(":" + hex_port) and fields[3] == "0A":
+            inodes.add(fields[9])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(pid)
+        except OSError:
+            continue
+    raise RuntimeError(f"no process listens on {port}")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise_fd_limit()
+    if args.redis_url:
+        table = _run_with(args, args.redis_url)
+    else:
+        with EmbeddedRedis(appendonly=False) as server:
+            print(f"embedded Redis at {server.url}", flush=True)
+            table = _run_with(args, server.url)
+    print_table(f"lq bench gateway (medians of {args.runs} runs)", table)
+    return 0
