@@ -91,6 +91,13 @@ class Membership:
         now, ids = await _MEMBERS(self.client, [self._index(kind)], [""])
         return sorted(i.decode() for i in ids), int(now)
 
+    async def expiries(self, kind: MemberKind) -> dict[str, int]:
+        """Every member in the index (live or not yet pruned) -> its expiry in ms on
+        Redis's clock: live are those whose expiry is after Redis's now. Lets a shard
+        look again right when another one's membership runs out."""
+        raw: Any = await self.client.zrange(self._index(kind), 0, -1, withscores=True)
+        return {member.decode(): int(score) for member, score in raw}
+
     async def gone(self, kind: MemberKind, grace_ms: int) -> tuple[list[str], int]:
         """Members expired more than `grace_ms` ago and not yet pruned (for registry
         clean-up of gone gateways), and Redis time in ms. `leave` forgets one."""
