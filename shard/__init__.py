@@ -11,7 +11,7 @@ from ._dispatch import Dispatch, Plan, plan_for
 from ._intervals import IntervalSet
 from ._matcher import Matcher
 from ._ports import ChangeFeed, DeltaSink, RowSource
-from ._types import Change, Frame, Message, Routes, Row, ViewDelta
+from ._types import Change, Frame, MatcherSettings, Message, Routes, Row, ViewDelta
 from ._view import View
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Frame",
     "IntervalSet",
     "Matcher",
+    "MatcherSettings",
     "Message",
     "Plan",
     "Routes",

@@ -30,7 +30,7 @@ class ChangesView(View):
     def snapshot_messages(self) -> list[Message]:
         limit = self.query.limit
         id_of, rows = self.index.id_of, self.rows
-        keys = list(islice(self.index.walk(None, self.matches, rows), limit + 1))
+        keys = self.walk(None, limit + 1)
         msgs = [m.reset()]
         for key in keys[:limit]:
             rid = id_of[key]
@@ -38,6 +38,11 @@ class ChangesView(View):
             msgs.append(m.match(rid, version, values))
         msgs.append(m.synced(min(len(keys), limit), len(keys) > limit))
         return msgs
+
+    def verify(self) -> None:
+        want = self.query.limit + 1
+        everything = list(islice(self.index.walk(None, self.matches, self.rows), want))
+        assert self.walk(None, want) == everything
 
     def apply(
         self, rid: str, version: int, old: dict[str, Any] | None, new: dict[str, Any] | None

@@ -8,8 +8,9 @@ Invariants:
   neither held nor remembered is ignored unless newer than `_floor`. That is exact as
   long as changes arrive in log order (versions grow along the log) apart from
   redeliveries, which is what a partition's change log gives.
-- There is one `SortIndex` per distinct sort of the views, and it is dropped with the
-  last view using it; every index holds every row.
+- There is one `SortIndex` per distinct sort of the views, and one `PointIndex` per
+  column that views are filed under by value; each is dropped with the last view using
+  it, and every index holds every row.
 - There is one view per distinct `Query.shape`; it exists while it has subscribers.
 - A change is offered only to the views `Dispatch` finds for its old and new values;
   views holding the row matched its old values, so they are always among them.
@@ -17,33 +18,35 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from cluster.query import CursorSigner, Mode, Query
 
 from ._changes import ChangesView
-from ._dispatch import Dispatch
+from ._dispatch import Dispatch, Plan, plan_for
 from ._index import RowMap, SortIndex
-from ._types import Change, Row, ViewDelta
-from ._view import View
+from ._points import PointIndex
+from ._types import Change, MatcherSettings, Row, ViewDelta
+from ._view import SnapshotCache, View
 from ._window import WindowView
 
-__all__ = ["DEFAULT_MAX_DEAD", "Collection"]
-
-DEFAULT_MAX_DEAD = 100_000
+__all__ = ["Collection"]
 
 
 class Collection:
     """The rows of one (tenant, entity) and the views over them."""
 
     __slots__ = (
+        "_cache",
         "_clock",
         "_dead",
         "_dispatch",
         "_floor",
         "_indexes",
-        "_max_dead",
+        "_points",
+        "_settings",
         "_signer",
         "_views",
         "entity",
@@ -58,15 +61,18 @@ class Collection:
         entity: str,
         signer: CursorSigner,
         clock: Callable[[], float],
-        max_dead: int = DEFAULT_MAX_DEAD,
+        settings: MatcherSettings,
+        cache: SnapshotCache,
     ) -> None:
         self.tenant = tenant
+        self._cache = cache
         self.entity = entity
         self.rows: RowMap = {}
         self._dead: dict[str, int] = {}
         self._floor = -1
-        self._max_dead = max_dead
+        self._settings = settings
         self._indexes: dict[str, SortIndex] = {}
+        self._points: dict[tuple[str, ...], PointIndex] = {}
         self._views: dict[bytes, View] = {}
         self._dispatch: Dispatch[View] = Dispatch()
         self._signer = signer
@@ -86,6 +92,8 @@ class Collection:
                 self.rows[row.id] = (row.version, row.values)
         for index in self._indexes.values():
             index.rebuild(self.rows)
+        for points in self._points.values():
+            points.rebuild(self.rows)
         return [view.reload() for view in self._views.values()]
 
     def is_stale(self, rid: str, version: int) -> bool:
@@ -113,7 +121,9 @@ class Collection:
                 self._dead.pop(rid, None)
             self.rows[rid] = (version, new)
         for index in self._indexes.values():
-            index.update(rid, new)
+            index.update(rid, old, new)
+        for points in self._points.values():
+            points.update(rid, old, new)
         out: list[ViewDelta] = []
         for view in self._dispatch.candidates(old, new):
             view.offered += 1
@@ -126,7 +136,7 @@ class Collection:
         dead = self._dead
         dead.pop(rid, None)
         dead[rid] = version
-        if len(dead) > self._max_dead:
+        if len(dead) > self._settings.max_dead:
             oldest = next(iter(dead))
             self._floor = max(self._floor, dead.pop(oldest))
 
@@ -139,16 +149,30 @@ class Collection:
             return view
         index = self._indexes.get(query.sort_spec)
         if index is None:
-            index = SortIndex(query.sort_spec, query.sort_key, self.rows)
+            index = SortIndex(query, self._signer, self.rows)
             self._indexes[query.sort_spec] = index
         index.users += 1
+        plan = plan_for(query.where)
         kind = WindowView if query.mode is Mode.WINDOW else ChangesView
-        view = kind(query, index, self.rows, self._signer)
+        # orjson returns its output in a 4 KiB buffer; a shape is kept as long as its
+        # view, so keep an exact-size copy of it.
+        query = dataclasses.replace(query, shape=bytes(memoryview(query.shape)))
+        view = kind(query, index, self.rows, self._settings, self._cache, self._by_value(plan))
         view.refresh()
         self._views[query.shape] = view
-        self._dispatch.add(view, query.where)
+        self._dispatch.add(view, plan)
         self.last_used = self._clock()
         return view
+
+    def _by_value(self, plan: Plan) -> tuple[PointIndex, frozenset[bytes]] | None:
+        """The hash index of a view filed under points (made if it is the first)."""
+        if plan.path is None or plan.interval is not None:
+            return None
+        points = self._points.get(plan.path)
+        if points is None:
+            points = self._points[plan.path] = PointIndex(plan.path, self.rows)
+        points.users += 1
+        return points, plan.points
 
     def release(self, view: View) -> None:
         """Drop `view` if it has no subscribers left (and its index if no view uses it)."""
@@ -156,9 +180,15 @@ class Collection:
             return
         del self._views[view.query.shape]
         self._dispatch.remove(view)
+        view.close()
         view.index.users -= 1
         if not view.index.users:
             del self._indexes[view.index.spec]
+        if view.points is not None:
+            points = view.points[0]
+            points.users -= 1
+            if not points.users:
+                del self._points[points.path]
         self.last_used = self._clock()
 
     def touch(self) -> None:
@@ -174,10 +204,25 @@ class Collection:
     def index_specs(self) -> list[str]:
         return list(self._indexes)
 
+    def verify(self) -> None:
+        """Check every invariant above against the rows (slow: for tests and debugging)."""
+        assert not self._dead.keys() & self.rows.keys(), "a held row is also remembered dead"
+        for spec, index in self._indexes.items():
+            assert spec == index.spec and index.users > 0
+            index.verify(self.rows)
+        for points in self._points.values():
+            assert points.users > 0
+            points.verify(self.rows)
+        for shape, view in self._views.items():
+            assert shape == view.query.shape and view.subscribers
+            assert self._indexes[view.query.sort_spec] is view.index
+            view.verify()
+
     def stats(self) -> dict[str, Any]:
         return {
             "rows": len(self.rows),
             "deletes_remembered": len(self._dead),
             "views": len(self._views),
             "indexes": len(self._indexes),
+            "value_indexes": len(self._points),
         }

@@ -20,18 +20,19 @@ from typing import Any, Generic, TypeVar
 
 from cluster.query import MISSING, Cmp, Logic, Node, encode_value, resolve
 
+from ._encode import encoded
 from ._intervals import IntervalSet
 
-__all__ = ["Dispatch", "Plan", "plan_for"]
+__all__ = ["KIND_RANGE", "Dispatch", "Plan", "conjuncts", "plan_for"]
 
 T = TypeVar("T", bound=Hashable)
 Path = tuple[str, ...]
 
 # Kind ranges of the encodings: bools, numbers and strings (see cluster.query._order).
-_KIND_RANGE = {2: (b"\x02", b"\x04"), 3: (b"\x02", b"\x04"), 4: (b"\x04", b"\x05"),
+KIND_RANGE = {2: (b"\x02", b"\x04"), 3: (b"\x02", b"\x04"), 4: (b"\x04", b"\x05"),
                5: (b"\x05", b"\x06")}
 _AFTER = b"\x00"  # encodings are prefix-free, so `e + _AFTER` is just above `e`
-_PREFIX_END = b"\xff"  # above any continuation of an encoded string (UTF-8 never has 0xff)
+_PREFIX_END = b"\xff"  # above any continuation of an encoded string (none starts with 0xff)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +44,11 @@ class Plan:
     interval: tuple[bytes, bytes] | None = None
 
 
-def _conjuncts(node: Node) -> Iterator[Cmp]:
+def conjuncts(node: Node) -> Iterator[Cmp]:
     if isinstance(node, Logic):
         if node.op == "$and":
             for child in node.children:
-                yield from _conjuncts(child)
+                yield from conjuncts(child)
         return
     yield node
 
@@ -57,7 +58,7 @@ def _interval(c: Cmp) -> tuple[bytes, bytes]:
         start = encode_value(c.value)[:-2]  # drop the string terminator
         return start, start + _PREFIX_END
     e = encode_value(c.value)
-    lo, hi = _KIND_RANGE[e[0]]
+    lo, hi = KIND_RANGE[e[0]]
     if c.op == "$gt":
         return e + _AFTER, hi
     if c.op == "$gte":
@@ -71,7 +72,7 @@ def plan_for(where: Node) -> Plan:
     """The most selective indexable necessary condition of `where`."""
     best: Plan | None = None
     ranges: dict[Path, tuple[bytes, bytes]] = {}
-    for c in _conjuncts(where):
+    for c in conjuncts(where):
         if c.op == "$eq" or c.op == "$in":
             values = [c.value] if c.op == "$eq" else c.value
             points = frozenset(encode_value(v) for v in values)
@@ -98,10 +99,11 @@ class _Column(Generic[T]):
     users: int = 0
 
 
-def _encoded(values: dict[str, Any], path: Path) -> bytes:
-    if len(path) == 1:
-        return encode_value(values.get(path[0], MISSING))
-    return encode_value(resolve(values, path))
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _value(values: dict[str, Any], path: Path) -> Any:
+    return values.get(path[0], MISSING) if len(path) == 1 else resolve(values, path)
 
 
 class Dispatch(Generic[T]):
@@ -114,12 +116,12 @@ class Dispatch(Generic[T]):
         self._always: set[T] = set()
         self._plans: dict[T, Plan] = {}
 
-    def add(self, view: T, where: Node) -> Plan:
-        plan = plan_for(where)
+    def add(self, view: T, plan: Plan) -> None:
+        """File `view` by its plan (see `plan_for`)."""
         self._plans[view] = plan
         if plan.path is None:
             self._always.add(view)
-            return plan
+            return
         col = self._columns.setdefault(plan.path, _Column())
         col.users += 1
         for p in plan.points:
@@ -127,7 +129,6 @@ class Dispatch(Generic[T]):
         if plan.interval is not None and plan.interval[0] < plan.interval[1]:
             col.intervals.add(view, *plan.interval)
         # An empty interval (contradictory ranges) matches nothing: filed nowhere.
-        return plan
 
     def remove(self, view: T) -> None:
         plan = self._plans.pop(view)
@@ -150,11 +151,15 @@ class Dispatch(Generic[T]):
         """Views that the row's old or new values may match (a superset, never fewer)."""
         out = set(self._always)
         for path, col in self._columns.items():
-            a = None if old is None else _encoded(old, path)
-            b = None if new is None else _encoded(new, path)
-            for x in (a, b) if a != b else (a,):
-                if x is None:
-                    continue
+            a = MISSING if old is None else _value(old, path)
+            b = MISSING if new is None else _value(new, path)
+            if old is None or new is None:
+                xs = [encoded(b if old is None else a)]
+            elif a is b or (type(a) is type(b) and type(a) in _PLAIN and a == b):
+                xs = [encoded(a)]  # the same value: one lookup
+            else:
+                xs = [encoded(a), encoded(b)]
+            for x in xs:
                 hit = col.points.get(x)
                 if hit:
                     out |= hit

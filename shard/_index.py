@@ -14,22 +14,48 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
-from cluster.query import SortKey
+from cluster.query import MISSING, CursorSigner, Query, resolve
 
 __all__ = ["RowMap", "SortIndex"]
 
 RowMap = dict[str, tuple[int, dict[str, Any]]]
 """A collection's rows: id -> (version, values)."""
 
+_PLAIN = (str, int, float, bool, type(None))
+_CURSORS = 1024  # cursors cached per index (a row in several windows is signed once)
+
+
+def _value(values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    return values.get(path[0], MISSING) if len(path) == 1 else resolve(values, path)
+
 
 class SortIndex:
     """The rows of one collection ordered by one `sort_spec`, shared by its views."""
 
-    __slots__ = ("id_of", "key_of", "keys", "new", "old", "sort_key", "spec", "users")
+    __slots__ = (
+        "_cursors",
+        "_entity",
+        "_paths",
+        "_signer",
+        "id_of",
+        "key_of",
+        "keys",
+        "new",
+        "old",
+        "sort_key",
+        "spec",
+        "users",
+    )
 
-    def __init__(self, spec: str, sort_key: SortKey, rows: Mapping[str, tuple[int, Any]]) -> None:
-        self.spec = spec
-        self.sort_key = sort_key
+    def __init__(
+        self, query: Query, signer: CursorSigner, rows: Mapping[str, tuple[int, Any]]
+    ) -> None:
+        self.spec = query.sort_spec
+        self.sort_key = query.sort_key
+        self._paths = tuple(c.path for c in query.sort)
+        self._signer = signer
+        self._entity = query.entity
+        self._cursors: dict[bytes, str] = {}
         self.users = 0
         self.old: bytes | None = None
         self.new: bytes | None = None
@@ -42,38 +68,71 @@ class SortIndex:
         self.id_of: dict[bytes, str] = {k: rid for rid, k in self.key_of.items()}
         self.keys = SortedList(self.key_of.values())
 
-    def update(self, rid: str, values: dict[str, Any] | None) -> None:
-        """Re-key one row (None: it was deleted); sets `old` and `new`."""
-        old = self.key_of.get(rid)
-        new = None if values is None else self.sort_key(rid, values)
-        self.old, self.new = old, new
-        if old == new:
+    def _unchanged(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Whether every sort column holds the same plain value (so the key is the same)."""
+        for path in self._paths:
+            a, b = _value(old, path), _value(new, path)
+            if a is not b and (type(a) is not type(b) or type(a) not in _PLAIN or a != b):
+                return False
+        return True
+
+    def update(self, rid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """Re-key one row from its `old` to its `new` values (None: absent)."""
+        key = self.key_of.get(rid)
+        if old is not None and new is not None and self._unchanged(old, new):
+            self.old = self.new = key
             return
-        if old is not None:
-            self.keys.remove(old)
-            del self.id_of[old]
-        if new is None:
+        fresh = None if new is None else self.sort_key(rid, new)
+        self.old, self.new = key, fresh
+        if key == fresh:
+            return
+        if key is not None:
+            self.keys.remove(key)
+            del self.id_of[key]
+        if fresh is None:
             del self.key_of[rid]
             return
-        self.keys.add(new)
-        self.id_of[new] = rid
-        self.key_of[rid] = new
+        self.keys.add(fresh)
+        self.id_of[fresh] = rid
+        self.key_of[rid] = fresh
 
-    def after(self, position: bytes | None) -> Iterator[bytes]:
-        """Keys strictly after `position` (all keys when None), in order."""
-        if position is None:
-            return iter(self.keys)
-        it: Iterator[bytes] = self.keys.irange(position, None, (False, True))
-        return it
+    def cursor(self, key: bytes) -> str:
+        """The cursor of a position in this sort (cached: signing is the costly part)."""
+        text = self._cursors.get(key)
+        if text is None:
+            if len(self._cursors) >= _CURSORS:
+                self._cursors.clear()
+            text = self._signer.make(self._entity, self.spec, key)
+            self._cursors[key] = text
+        return text
 
     def walk(
-        self, position: bytes | None, matches: Callable[[dict[str, Any]], bool], rows: RowMap
+        self,
+        position: bytes | None,
+        matches: Callable[[dict[str, Any]], bool],
+        rows: RowMap,
+        bounds: tuple[bytes | None, bytes | None] = (None, None),
     ) -> Iterator[bytes]:
-        """Keys strictly after `position` of the rows that `matches`, in order."""
+        """Keys strictly after `position` of the rows that `matches`, in order.
+
+        `bounds` (`[start, stop)`, see `_bounds`) must hold every matching key; the walk
+        seeks to `start` and ends at `stop`.
+        """
+        start, stop = bounds
+        if start is not None and (position is None or start > position):
+            keys = self.keys.irange(start, stop, (True, False))
+        else:
+            keys = self.keys.irange(position, stop, (False, False))
         id_of = self.id_of
-        for key in self.after(position):
+        for key in keys:
             if matches(rows[id_of[key]][1]):
                 yield key
+
+    def verify(self, rows: RowMap) -> None:
+        """Check the invariants of the module docstring against `rows`."""
+        assert self.key_of == {rid: self.sort_key(rid, row[1]) for rid, row in rows.items()}
+        assert self.id_of == {k: rid for rid, k in self.key_of.items()}
+        assert list(self.keys) == sorted(self.key_of.values())
 
     def __len__(self) -> int:
         return len(self.keys)

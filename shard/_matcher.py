@@ -14,9 +14,9 @@ from typing import Any
 
 from cluster.query import CursorSigner, Query
 
-from ._collection import DEFAULT_MAX_DEAD, Collection
-from ._types import Change, Frame, Row, ViewDelta
-from ._view import View
+from ._collection import Collection
+from ._types import Change, Frame, MatcherSettings, Row, ViewDelta
+from ._view import SnapshotCache, View
 
 __all__ = ["Matcher"]
 
@@ -26,25 +26,28 @@ CollectionKey = tuple[str, str]
 class Matcher:
     """Collections, views and subscriptions of one shard; see the module docstring."""
 
-    __slots__ = ("_clock", "_collections", "_max_dead", "_signer", "_subs")
+    __slots__ = ("_cache", "_clock", "_collections", "_settings", "_signer", "_subs")
 
     def __init__(
         self,
         signer: CursorSigner,
         *,
+        settings: MatcherSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
-        max_dead: int = DEFAULT_MAX_DEAD,
     ) -> None:
         self._signer = signer
         self._clock = clock
-        self._max_dead = max_dead
+        self._settings = settings or MatcherSettings()
+        self._cache = SnapshotCache(self._settings.snapshot_cache)
         self._collections: dict[CollectionKey, Collection] = {}
         self._subs: dict[str, tuple[Collection, View]] = {}
 
     def _collection(self, tenant: str, entity: str) -> Collection:
         coll = self._collections.get((tenant, entity))
         if coll is None:
-            coll = Collection(tenant, entity, self._signer, self._clock, self._max_dead)
+            coll = Collection(
+                tenant, entity, self._signer, self._clock, self._settings, self._cache
+            )
             self._collections[(tenant, entity)] = coll
         return coll
 

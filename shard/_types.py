@@ -10,18 +10,43 @@ frame may hold references to them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
-__all__ = ["Change", "Frame", "Message", "Routes", "Row", "ViewDelta"]
+__all__ = ["Change", "Frame", "MatcherSettings", "Message", "Routes", "Row", "ViewDelta"]
+
+_COMPACT_BELOW = 3072
 
 Message = dict[str, Any]
 """One live message of PROTOCOL.md section 3 without `sub` and `seq`."""
 
 Routes = Mapping[str, tuple[str, ...]]
 """Route (normally a gateway id) -> the subscriber ids behind it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatcherSettings:
+    """Memory/time trade-offs of the matcher (none changes what clients receive)."""
+
+    max_dead: int = field(
+        default=100_000, metadata={"help": "deletes remembered per collection against stale puts"}
+    )
+    min_spare: int = field(
+        default=8, metadata={"help": "fewest rows a window keeps beyond `limit` as spares"}
+    )
+    max_spare: int = field(
+        default=256, metadata={"help": "most rows a window keeps beyond `limit` as spares"}
+    )
+
+    snapshot_cache: int = field(
+        default=64, metadata={"help": "snapshot frames kept for subscriptions still arriving"}
+    )
+
+    def spare(self, limit: int) -> int:
+        """Spares of a window: `limit` itself, within [min_spare, max_spare]."""
+        return min(max(limit, self.min_spare), self.max_spare)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +72,7 @@ class Row(NamedTuple):
     values: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """Messages for one view, encoded once (`payload` is the JSON array of `messages`)."""
 
     messages: Sequence[Message]
@@ -56,14 +80,19 @@ class Frame:
 
     @classmethod
     def of(cls, messages: list[Message]) -> Frame:
-        return cls(messages, orjson.dumps(messages))
+        payload = orjson.dumps(messages)
+        if len(payload) < _COMPACT_BELOW:
+            # orjson's output sits in a buffer of at least 4 KiB; frames wait in
+            # batches and queues, so keep an exact-size copy of small ones.
+            payload = bytes(memoryview(payload))
+        return cls(messages, payload)
 
 
-@dataclass(frozen=True, slots=True)
-class ViewDelta:
+class ViewDelta(NamedTuple):
     """What one change (or a reload) does to one view, and who must receive it.
 
     `routes` is shared and must not be mutated; a runtime batches frames per route.
+    (A named tuple, not a dataclass: one is made per view per change.)
     """
 
     routes: Routes

@@ -1,22 +1,25 @@
 """Window mode: the exact first `limit` rows after `position`, kept by minimal deltas.
 
-Invariant: `keys` (ascending) are the keys of the first `limit` rows of the result in
-the index's order, i.e. rows that match, whose key is strictly after `position`; when
-fewer than `limit` are held, no other row of the collection is in the result. Each
-change is handled by at most one of: nothing, `update`, `move`, `leave`, `enter`, or
-`leave` then `enter` (PROTOCOL.md section 3, rule 5), with indexes that are exact for a
-client list equal to `keys` before the change:
-- a row outside that comes in: the evicted last row's `leave` (from `limit - 1`) first,
-  then its `enter`;
-- a row inside that stays among the first `limit`: `move` (or `update` at one index);
-- a row inside that drops out: its `leave`, then the next row of the result, found by a
-  walk of the index from the old last key, `enter`s at the end.
+The view keeps a *prefix* of the result: `keys` (ascending) are the keys of the first
+`len(keys)` rows of the result (rows that match, with a key strictly after `position`,
+in the index's order), at most `cap` of them. The first `limit` are the client's window;
+the rest are spares, so that a row leaving the window is usually replaced from memory
+instead of by a walk of the index (a walk refills the spares when fewer than `limit`
+rows are left). `complete` says that no row of the result lies beyond `keys`.
+Invariants: `keys` is such a prefix; if not `complete`, `limit <= len(keys) <= cap`.
+
+Messages compare the window before and after a change (PROTOCOL.md section 3, rule 5):
+- the row stays in the window: `move` (`update` when its index is unchanged);
+- it leaves the window: its `leave`, then the row now at `limit - 1`, if any, `enter`s;
+- it comes in: if the window was full, the `leave` of the row pushed out of
+  `limit - 1` first, then its `enter`;
+- otherwise the window is unchanged and nothing is sent.
+Indexes are exact for a client list equal to the window before the change.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from itertools import islice
 from typing import Any
 
 from . import _messages as m
@@ -25,28 +28,29 @@ from ._view import View
 
 __all__ = ["WindowView"]
 
-
 class WindowView(View):
-    """One window-mode query shape's window over a collection."""
+    """One window-mode query shape's window (and spares) over a collection."""
 
-    __slots__ = ("keys", "limit", "position")
+    __slots__ = ("cap", "complete", "keys", "limit", "position")
 
     def refresh(self) -> None:
-        self.limit = self.query.limit
+        limit = self.query.limit
+        self.limit = limit
+        self.cap = limit + self.settings.spare(limit)
         self.position = self.query.position
-        self.keys: list[bytes] = list(
-            islice(self.index.walk(self.position, self.matches, self.rows), self.limit)
-        )
+        self.keys: list[bytes] = self.walk(self.position, self.cap)
+        self.complete = len(self.keys) < self.cap
         self._snapshot = None
 
     def snapshot_messages(self) -> list[Message]:
         msgs = [m.reset()]
         id_of, rows, cursor = self.index.id_of, self.rows, self.cursor
-        for i, key in enumerate(self.keys):
+        window = self.keys[: self.limit]
+        for i, key in enumerate(window):
             rid = id_of[key]
             version, values = rows[rid]
             msgs.append(m.enter(rid, version, values, i, cursor(key)))
-        msgs.append(m.synced(len(self.keys)))
+        msgs.append(m.synced(len(window)))
         return msgs
 
     def apply(
@@ -54,72 +58,94 @@ class WindowView(View):
     ) -> list[Message] | None:
         keys = self.keys
         old_key, new_key = self.index.old, self.index.new
+        at = None
         if old_key is not None:
             i = bisect_left(keys, old_key)
             if i < len(keys) and keys[i] == old_key:
-                return self._inside(i, rid, version, new, new_key)
-        if new_key is None:
+                at = i
+        admit = (
+            new_key is not None
+            and (self.complete or new_key < keys[-1])
+            and (self.position is None or new_key > self.position)
+            and new is not None
+            and self.matches(new)
+        )
+        if at is None and not admit:
             return None
-        full = len(keys) >= self.limit
-        if full and new_key > keys[-1]:
-            return None
-        position = self.position
-        if position is not None and new_key <= position:
-            return None
-        if new is None or not self.matches(new):
-            return None
-        out: list[Message] = []
-        if full:
-            out.append(self._evict_last())
-        to = bisect_left(keys, new_key)
-        keys.insert(to, new_key)
-        out.append(m.enter(rid, version, new, to, self.cursor(new_key)))
-        return out
+        limit = self.limit
+        edge = keys[limit - 1] if len(keys) >= limit else None
+        if at is not None:
+            del keys[at]
+        now = None
+        if admit:
+            assert new_key is not None
+            now = bisect_left(keys, new_key)
+            keys.insert(now, new_key)
+        if len(keys) > self.cap:
+            keys.pop()
+            self.complete = False
+        if len(keys) < limit and not self.complete:
+            self._refill()
+            if now is None and new_key is not None:
+                now = self._find(new_key)
+        return self._messages(rid, version, new, at, now, edge)
 
-    def _evict_last(self) -> Message:
+    def verify(self) -> None:
+        everything = list(self.index.walk(self.position, self.matches, self.rows))
         keys = self.keys
-        gone = keys.pop()
-        gone_id = self.index.id_of[gone]
-        return m.leave(gone_id, self.rows[gone_id][0], len(keys))
+        assert keys == everything[: len(keys)], "the window is not a prefix of the result"
+        assert not self.complete or len(keys) == len(everything)
+        assert len(keys) <= self.cap and (self.complete or len(keys) >= self.limit)
+        assert self.walk(self.position, self.cap) == everything[: self.cap]
 
-    def _inside(
-        self, at: int, rid: str, version: int, new: dict[str, Any] | None, new_key: bytes | None
-    ) -> list[Message]:
-        """Row `rid`, held at index `at`, changed (or was deleted: `new` is None)."""
+    def _messages(
+        self,
+        rid: str,
+        version: int,
+        new: dict[str, Any] | None,
+        at: int | None,
+        now: int | None,
+        edge: bytes | None,
+    ) -> list[Message] | None:
+        """What the client sees: the row was at `at`, is at `now` (None: not held)."""
+        limit, keys = self.limit, self.keys
+        was_in = at is not None and at < limit
+        is_in = now is not None and now < limit
+        if was_in and is_in:
+            assert at is not None and now is not None and new is not None
+            return [m.move(rid, version, new, at, now, self.cursor(keys[now]))]
+        if was_in:
+            assert at is not None
+            out = [m.leave(rid, version, at)]
+            if len(keys) >= limit:
+                out.append(self._enter(keys[limit - 1], limit - 1))
+            return out
+        if is_in:
+            assert now is not None and new is not None
+            out = [] if edge is None else [self._leave(edge, limit - 1)]
+            out.append(m.enter(rid, version, new, now, self.cursor(keys[now])))
+            return out
+        return None
+
+    def _enter(self, key: bytes, index: int) -> Message:
+        rid = self.index.id_of[key]
+        version, values = self.rows[rid]
+        return m.enter(rid, version, values, index, self.cursor(key))
+
+    def _leave(self, key: bytes, index: int) -> Message:
+        rid = self.index.id_of[key]
+        return m.leave(rid, self.rows[rid][0], index)
+
+    def _find(self, key: bytes) -> int | None:
+        i = bisect_left(self.keys, key)
+        return i if i < len(self.keys) and self.keys[i] == key else None
+
+    def _refill(self) -> None:
+        """Walk the index past the last key held for more rows of the result."""
         keys = self.keys
-        last = keys[-1]
-        full = len(keys) >= self.limit
-        del keys[at]
-        position = self.position
-        if (
-            new is None
-            or new_key is None
-            or (position is not None and new_key <= position)
-            or not self.matches(new)
-        ):
-            return self._drop(at, rid, version, last if full else None)
-        if not full or new_key <= last:
-            to = bisect_left(keys, new_key)
-            keys.insert(to, new_key)
-            return [m.move(rid, version, new, at, to, self.cursor(new_key))]
-        if self._next_after(last) == new_key:
-            # It moved past the old end but is still the next row of the result.
-            keys.append(new_key)
-            return [m.move(rid, version, new, at, len(keys) - 1, self.cursor(new_key))]
-        return self._drop(at, rid, version, last)
-
-    def _drop(self, at: int, rid: str, version: int, last: bytes | None) -> list[Message]:
-        """`rid` left (from `at`); when the window was full (`last` given), promote."""
-        out = [m.leave(rid, version, at)]
-        nxt = None
-        if nxt is not None:
-            keys = self.keys
-            keys.append(nxt)
-            nid = self.index.id_of[nxt]
-            nversion, nvalues = self.rows[nid]
-            out.append(m.enter(nid, nversion, nvalues, len(keys) - 1, self.cursor(nxt)))
-        return out
-
-    def _next_after(self, last: bytes) -> bytes | None:
-        """The first key of the result after `last` (the index already holds the change)."""
-        return next(self.index.walk(last, self.matches, self.rows), None)
+        start = keys[-1] if keys else self.position
+        want = self.cap - len(keys)
+        more = self.walk(start, want)
+        keys.extend(more)
+        if len(more) < want:
+            self.complete = True
