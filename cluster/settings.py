@@ -112,6 +112,8 @@ class GatewaySettings:
     subscribe_timeout: float = _f(2.0, "seconds without a reset before a subscribe is re-sent")
     ws_ping_interval: float = _f(25.0, "seconds between WebSocket pings (1-300)")
     ws_max_message_bytes: int = _f(64 * 1024, "largest inbound WebSocket message (else close 1009)")
+    http_rate: float = _f(0.0, "HTTP data API requests per second per tenant (0: no limit)")
+    http_burst: int = _f(200, "HTTP data API request burst per tenant")
     ws_rate: float = _f(200.0, "inbound WebSocket messages per second per connection")
     ws_burst: int = _f(400, "inbound WebSocket message burst per connection")
     auth_timeout: float = _f(10.0, "seconds a WebSocket may take to send its auth message")

@@ -23,6 +23,7 @@ from storage import RedisClient, RowStore, as_unavailable, connect, cursor_secre
 from .auth import Authenticator, Principal
 from .breaker import CircuitBreaker
 from .metrics import Metrics
+from .ratelimit import TenantRates
 
 __all__ = ["LOG_KEY", "Context", "GatewayConfig"]
 
@@ -52,6 +53,7 @@ class Context:
         self.breaker = CircuitBreaker(
             g.breaker_failures, g.breaker_cooldown, on_change=self.metrics.breaker_changed
         )
+        self.rates = TenantRates(g.http_rate, g.http_burst)
         self.client: RedisClient | None = None
         self.store: RowStore | None = None
         self._signer: CursorSigner | None = None
@@ -148,6 +150,7 @@ class Context:
         """The caller, from the token only; also noted for the request's log line."""
         principal = self.auth.authenticate(request.headers)
         note(request, "tenant", principal.tenant)
+        self.rates.check(principal.tenant)
         return principal
 
 

@@ -25,6 +25,7 @@ from . import wire
 from .auth import bearer_token
 from .errors import CLOSE_CODES
 from .live import LiveService
+from .ratelimit import TokenBucket
 from .ws_session import WsSession
 
 __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
@@ -32,25 +33,6 @@ __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
 WS_PATH = "/v1/ws"
 _BATCH_MESSAGES = 256  # a frame batches what is ready, up to this many messages
 _BATCH_BYTES = 64 * 1024  # or about this many bytes
-
-
-class TokenBucket:
-    """`rate` tokens a second up to `burst`; `take()` is False when none is left."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.last = float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class WsConnection:
