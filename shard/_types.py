@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from cluster.messages import Change  # one change type from the log to the matcher
+
 __all__ = ["Change", "Frame", "MatcherSettings", "Message", "Routes", "Row", "ViewDelta"]
 
 _COMPACT_BELOW = 3072
@@ -47,21 +49,6 @@ class MatcherSettings:
     def spare(self, limit: int) -> int:
         """Spares of a window: `limit` itself, within [min_spare, max_spare]."""
         return min(max(limit, self.min_spare), self.max_spare)
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One write of a row: a put (`values` is a dict) or a delete (`values` is None)."""
-
-    tenant: str
-    entity: str
-    id: str
-    version: int
-    values: dict[str, Any] | None
-
-    @property
-    def deleted(self) -> bool:
-        return self.values is None
 
 
 class Row(NamedTuple):
