@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from lq import dev, gateway_cmd, shard_cmd, status_cmd, token_cmd
 from lq.bench import gateway as bench_gateway
+from lq.bench import cluster as bench_cluster
 from lq.bench import http as bench_http
 from lq.bench import matcher as bench_matcher
 from lq.bench import storage as bench_storage
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module, text in (
         ("storage", bench_storage, "write path, collection load and one-shot query"),
         ("matcher", bench_matcher, "the in-memory matcher: changes/s, sharing, memory"),
+        ("cluster", bench_cluster, "Redis + 2 shards + a simulated gateway: latency, failover"),
         ("http", bench_http, "single-row PUT through the gateway vs. a bare SET endpoint"),
         ("gateway", bench_gateway, "live fan-out, connections and delivery vs. a bare broadcast"),
     ):

@@ -82,14 +82,18 @@ class Engine:
                              seconds=round(elapsed, 4))
 
     def drop(self, p: int) -> None:
-        """Stop serving `p`: forget its subscriptions and collections (no Redis work)."""
+        """Stop serving `p`: forget its subscriptions and *every* collection of `p`,
+        idle ones included (no Redis work). A collection kept past the drop would miss
+        the changes made while `p` is served elsewhere, and a later claim would find it
+        held and snapshot from it: stale rows."""
         part = self.partitions.pop(p, None)
         if part is None:
             return
         for rid in part.subs:
             self.matcher.unsubscribe(rid)
-        for tenant, entity in {(s.tenant, s.entity) for s in part.subs.values()}:
-            self.matcher.evict(tenant, entity)
+        for tenant, entity in self.matcher.idle(0.0):  # without views: all of p's now
+            if partition_of(tenant, entity) == p:
+                self.matcher.evict(tenant, entity)
         part.move(PartitionState.DROPPED)
         self.events.info("dropped", p=p, epoch=part.epoch)
 
@@ -102,7 +106,7 @@ class Engine:
     def apply(self, part: Partition, changes: Iterable[Change], position: str) -> None:
         """Apply tailed changes of `part` (caller holds its lock) and move its position."""
         for change in changes:
-            deltas = self.matcher.apply(change)  # type: ignore[arg-type]
+            deltas = self.matcher.apply(change)
             self.changes_applied += 1
             if deltas:
                 self.publisher.send(part.p, part.epoch, deltas)
@@ -124,7 +128,7 @@ class Engine:
         rows = [Row(r.id, r.version, r.values) for r in loaded.rows]
         self.matcher.load(tenant, entity, rows)
         for change in loaded.changes:
-            self.matcher.apply(change)  # type: ignore[arg-type]
+            self.matcher.apply(change)
 
     async def _start(self, part: Partition, reg: Registration) -> None:
         """Subscribe `reg` (caller holds the partition lock) and send its snapshot."""
@@ -139,6 +143,8 @@ class Engine:
         else:
             frame = self.matcher.subscribe(reg.rid, reg.tenant, query, route=reg.gateway)
         part.subs[reg.rid] = SubInfo(reg.tenant, query.entity, reg.gateway)
+        # Under the partition lock, so no delta of this view can overtake the snapshot.
+        await self.publisher.room(reg.gateway, len(frame.payload))
         self.publisher.send_to(part.p, part.epoch, reg.gateway, (reg.rid,), frame.payload)
 
     async def subscribe(self, part: Partition, rid: str, *, refresh: bool) -> None:
@@ -161,6 +167,10 @@ class Engine:
     def _unsubscribe(self, part: Partition, rid: str) -> None:
         if part.subs.pop(rid, None) is not None:
             self.matcher.unsubscribe(rid)
+
+    def gateways(self) -> set[str]:
+        """The gateways of the subscriptions served here."""
+        return {s.gateway for part in self.partitions.values() for s in part.subs.values()}
 
     def drop_gateways(self, gateways: set[str]) -> int:
         """Forget every served subscription of gateways that are gone."""

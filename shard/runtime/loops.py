@@ -28,9 +28,23 @@ from .events import Events
 from .ownership import Ownership
 from .partitions import PartitionState
 
-__all__ = ["Loops"]
+__all__ = ["Loops", "cancel_requested"]
 
 _BACKOFF_MAX = 2.0
+_RETRY_S = 0.1  # ownership pass period while a wanted lease is still held elsewhere
+_EXPIRY_SLACK_S = 0.01  # look just after another shard's membership expires
+
+
+def cancel_requested() -> bool:
+    """Whether the current task has been asked to stop.
+
+    On Python 3.11 `asyncio.wait_for` returns normally when its inner future completes
+    in the same turn as the cancellation (fixed in 3.12), and redis-py sends every
+    command through `wait_for`: a cancelled loop can then find itself still running.
+    Loops check this on every turn, so a lost `CancelledError` only delays the stop.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class Loops:
@@ -68,14 +82,19 @@ class Loops:
         self.desired: frozenset[int] = frozenset()
         self.tail_lag_ms = 0.0
         self.claims = asyncio.Semaphore(settings.claim_concurrency)
-        self.claiming: set[int] = set()
+        self.claiming: dict[int, int] = {}  # partition -> epoch of the claim under way
+        self.claim_tasks: set[asyncio.Task[None]] = set()
         self.group: asyncio.TaskGroup | None = None
         self.run_id: str | None = None
+        self.next_check_s = settings.heartbeat_ms / 1000
+        self.dead_gateways: dict[str, float] = {}  # served here, not live since (monotonic)
 
     async def _guard(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """Run `body` forever; log and back off on errors; cancellation ends it."""
         delay = 0.05
         while True:
+            if cancel_requested():
+                raise asyncio.CancelledError
             try:
                 await body()
                 delay = 0.05
@@ -104,11 +123,18 @@ class Loops:
             if part is None or not part.serving or part.position != positions[p]:
                 continue  # dropped, reclaimed or moved meanwhile: the next read starts over
             async with part.lock:
-                if part.position == positions[p]:
+                # re-checked under the lock: a drop (or a re-claim) may have happened
+                # while a collection load held it
+                current = self.engine.partitions.get(p) is part and part.serving
+                if current and part.position == positions[p]:
                     self.engine.apply(part, read.changes.get(p, ()), position)
         if read.positions:
             newest = max(int(pos.split("-")[0]) for pos in read.positions.values())
             self.tail_lag_ms = max(0.0, self.redis_now_ms() - newest)
+            # Publish before the next read goes out: building that read (every served
+            # partition's stream) would otherwise delay these deltas by most of a ms.
+            # Changes that arrive meanwhile wait in the logs and come in the next read.
+            await self.engine.publisher.flush()
 
     # -- control
 
@@ -150,7 +176,8 @@ class Loops:
         if part is not None and part.state is PartitionState.CLAIMING:
             await part.claimed.wait()
             part = self.engine.partitions.get(msg.p)
-        if part is None or not part.serving:
+        if part is None or not part.serving or not self.ownership.serving(msg.p, part.epoch):
+            # not ours, or fenced (lapsed lease): whoever claims it next reads the registry
             await self.forward(msg)
             return
         if msg.op == "unsubscribe":
@@ -177,25 +204,51 @@ class Loops:
                                                     self.stats())
         self.redis_offset_ms = now_ms - time.time() * 1000
         await self._check_restart()
-        live, _ = await self.membership.live("shard")
+        expiries = await self.membership.expiries("shard")
+        live = [i for i, t in expiries.items() if t > now_ms]
         self.live = sorted(set(live) | {self.shard_id})
         for p in await self.ownership.renew():
-            self.events.warning("lease_lost", p=p)
+            lapsed = p in self.ownership.lapsed
+            self.events.warning("lease_lapsed" if lapsed else "lease_lost", p=p)
             self.engine.drop(p)
         desired = owned_partitions(self.shard_id, self.live)
-        for p in set(self.ownership.held) - desired:
+        lost = sorted(set(self.ownership.held) - desired)
+        for p in lost:
             self.engine.drop(p)
-            await self.ownership.release([p])
-        for p in list(self.engine.partitions):
-            if not self.ownership.serving(p) and p not in self.claiming:
-                self.engine.drop(p)  # deadline passed without a renewal
-                self.ownership.forget(p)
+        if lost:
+            await self.ownership.release(lost)
+        stale = [p for p in self.engine.partitions
+                 if not self.ownership.serving(p) and p not in self.claiming]
+        for p in stale:
+            self.engine.drop(p)  # deadline passed without a renewal
+        if stale:
+            await self.ownership.release(stale)  # ours, if still held: re-taken at once
         gained = desired - set(self.ownership.held)
         for p, epoch in (await self.ownership.acquire(sorted(gained))).items():
-            self.claiming.add(p)
-            assert self.group is not None
-            self.group.create_task(self._claim(p, epoch))
+            self._start_claim(p, epoch)
         self.desired = desired
+        self.next_check_s = self._next_check(now_ms, expiries,
+                                             waiting=bool(desired - set(self.ownership.held)))
+
+    def _next_check(self, now_ms: int, expiries: dict[str, int], *, waiting: bool) -> float:
+        """Seconds to the next ownership pass: a heartbeat; sooner while a wanted lease
+        is still held elsewhere (its holder is releasing it, or it is about to expire);
+        and just after the next expiry of another shard's membership, so a dead shard's
+        partitions are taken over at its TTL, not up to a heartbeat later."""
+        delay = self.settings.heartbeat_ms / 1000
+        if waiting:
+            delay = min(delay, _RETRY_S)
+        others = [t for i, t in expiries.items() if i != self.shard_id and t > now_ms]
+        if others:
+            delay = min(delay, (min(others) - now_ms) / 1000 + _EXPIRY_SLACK_S)
+        return max(delay, 0.005)
+
+    def _start_claim(self, p: int, epoch: int) -> None:
+        self.claiming[p] = epoch
+        assert self.group is not None
+        task = self.group.create_task(self._claim(p, epoch))
+        self.claim_tasks.add(task)
+        task.add_done_callback(self.claim_tasks.discard)
 
     @property
     def ready(self) -> bool:
@@ -209,7 +262,10 @@ class Loops:
             self.events.warning("redis_restarted", partitions=len(self.engine.partitions))
             for p in list(self.engine.partitions):
                 self.engine.drop(p)
-                self.ownership.forget(p)
+            # Give our leases up (the restarted Redis may still hold them, from its AOF):
+            # re-taken at once under new epochs, every partition is re-claimed with resets
+            # now rather than after the TTL.
+            await self.ownership.release(list(self.ownership.held))
         self.run_id = run_id
 
     async def _claim(self, p: int, epoch: int) -> None:
@@ -221,25 +277,30 @@ class Loops:
             raise
         except Exception as e:
             self.events.error("claim_failed", p=p, error=repr(e))
-            self.engine.drop(p)
-            await self.ownership.release([p])
+            if self.ownership.epoch(p) == epoch:
+                part = self.engine.partitions.get(p)
+                if part is not None and part.epoch == epoch:
+                    self.engine.drop(p)
+                await self.ownership.release([p])
         finally:
-            self.claiming.discard(p)
+            if self.claiming.get(p) == epoch:
+                del self.claiming[p]
 
     async def reclaim(self, p: int) -> None:
         """Reload and reset a partition (its log position was trimmed away)."""
         epoch = self.ownership.epoch(p)
         self.engine.drop(p)
         if epoch is not None and p not in self.claiming:
-            self.claiming.add(p)
-            assert self.group is not None
-            self.group.create_task(self._claim(p, epoch))
+            self._start_claim(p, epoch)
 
     async def ownership_tick(self) -> None:
-        await self.ownership_once()
+        # Cleared *before* the pass: a notice arriving during it (the second notice of a
+        # draining shard, after its release) must wake the next pass, not be lost.
         self.notice.clear()
+        await self.ownership_once()
         try:
-            await asyncio.wait_for(self.notice.wait(), self.settings.heartbeat_ms / 1000)
+            async with asyncio.timeout(self.next_check_s):
+                await self.notice.wait()
         except TimeoutError:
             pass
 
@@ -264,5 +325,28 @@ class Loops:
                 await self.membership.leave("gateway", gateway)
                 self.events.info("gateway_gone", gateway=gateway, registrations=removed,
                                  served=dropped)
+        await self._drop_dead_gateways()
         for tenant, entity in self.engine.matcher.idle(self.settings.collection_idle_s):
             self.engine.matcher.evict(tenant, entity)
+
+    async def _drop_dead_gateways(self) -> None:
+        """Stop serving gateways that have not been live for the grace period.
+
+        `gone` reports a gateway once, to whichever shard looks first, which removes
+        the registrations and forgets the gateway; the other shards serving some of its
+        subscriptions must notice on their own, by the gateway's absence from the live
+        set, or they would keep those views (and publish to a dead stream) forever.
+        """
+        served = self.engine.gateways()
+        if not served:
+            self.dead_gateways.clear()
+            return
+        live, _ = await self.membership.live("gateway")
+        now = time.monotonic()
+        dead = served - set(live)
+        self.dead_gateways = {g: self.dead_gateways.get(g, now) for g in dead}
+        grace_s = self.settings.gateway_grace_ms / 1000
+        expired = {g for g, since in self.dead_gateways.items() if now - since >= grace_s}
+        if expired:
+            dropped = self.engine.drop_gateways(expired)
+            self.events.info("gateways_not_live", gateways=sorted(expired), served=dropped)

@@ -5,6 +5,12 @@ took *and* our own monotonic deadline has not passed. The deadline is computed f
 time a renewal was *sent* (`lease_deadline`), so a process paused past its lease
 (SIGSTOP) finds every deadline passed when it wakes and publishes nothing until it has
 re-taken a lease under a new epoch.
+
+A lapse is sticky: once `serving(p)` has answered no because the deadline passed, the
+partition stays fenced under that epoch even if a late renewal then succeeds, and the
+next `renew` gives the lease up (reporting `p` as lost) so that it is claimed again
+under a new epoch, with a `reset`. Otherwise a delta refused during the lapse would be
+lost silently: nothing else tells the gateway that a frame is missing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class Held:
     epoch: int
     value: str
     deadline: float
+    lapsed: bool = False
 
 
 class Ownership:
@@ -40,11 +47,17 @@ class Ownership:
         self.margin_ms = margin_ms
         self.clock = clock
         self.held: dict[int, Held] = {}
+        self.lapses = 0  # leases given up because their deadline passed (a stall)
+        self.lapsed: set[int] = set()  # of the partitions the last `renew` lost
 
     def serving(self, p: int, epoch: int | None = None) -> bool:
         """Held, not past its deadline, and (if given) still under `epoch`."""
         h = self.held.get(p)
-        if h is None or self.clock() >= h.deadline:
+        if h is None:
+            return False
+        if not h.lapsed and self.clock() >= h.deadline:
+            h.lapsed = True  # fenced for good under this epoch: see the module docstring
+        if h.lapsed:
             return False
         return epoch is None or h.epoch == epoch
 
@@ -53,22 +66,30 @@ class Ownership:
         return None if h is None else h.epoch
 
     async def renew(self) -> set[int]:
-        """Renew every held lease; the partitions lost (renewal refused) are forgotten."""
+        """Renew every held lease; the partitions lost (renewal refused, or lapsed: then
+        the lease is released, to be claimed again under a new epoch) are forgotten."""
         if not self.held:
             return set()
         sent = self.clock()
         values = {p: h.value for p, h in self.held.items()}
         results = await self.leases.renew_many(values, self.ttl_ms)
         lost: set[int] = set()
+        lapsed: dict[int, str] = {}
         for p, ok in results.items():
             h = self.held.get(p)
             if h is None or h.value != values[p]:
                 continue
-            if ok:
+            if ok and not h.lapsed:
                 h.deadline = lease_deadline(sent, self.ttl_ms, self.margin_ms)
-            else:
-                lost.add(p)
-                del self.held[p]
+                continue
+            lost.add(p)
+            del self.held[p]
+            if ok:
+                lapsed[p] = h.value
+        self.lapsed = set(lapsed)
+        self.lapses += len(lapsed)
+        if lapsed:
+            await self.leases.release_many(lapsed)
         return lost
 
     async def acquire(self, ps: Iterable[int]) -> dict[int, int]:

@@ -7,9 +7,19 @@ Invariants:
   counted as a fenced publish;
 - `n` counts from 1 per (incarnation, gateway) and advances for every frame sent, even
   when NOMKSTREAM refused it or Redis failed, so a lost frame is a visible gap;
-- the buffer per gateway is bounded (`max_bytes`). Overflow policy: that gateway's
+- the buffer per gateway is bounded (`max_bytes`, or one payload when a single one is
+  larger: an oversized snapshot must still get through, or its subscription would
+  overflow, resync and overflow again forever). Overflow policy: that gateway's
   buffered frames are dropped and `n` skips one number, so the gateway sees a gap and
-  resyncs its subscriptions (a reset, never a silent loss).
+  resyncs its subscriptions (a reset, never a silent loss). The next flush carries the
+  gap even when nothing else is buffered for that gateway (a frame without groups), so
+  the gateway learns of it at once, not at its next delta;
+- snapshots (claims, subscribe, reanchor, resync) wait for `room` before they are
+  buffered: a burst of them paces itself on the flushes instead of overflowing (a
+  claim of a partition with many subscriptions produces them without yielding);
+- flushes never overlap (one lock): the frames of one flush are in Redis before the next
+  flush numbers any, so `n` reaches each stream in order even when the drain flushes
+  while the flusher task is mid-publish.
 """
 
 from __future__ import annotations
@@ -67,6 +77,9 @@ class Publisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._flushing = asyncio.Lock()
+        self._flushed = asyncio.Event()
+        self._gap_notices: dict[str, tuple[int, int]] = {}
 
     def send(self, p: int, epoch: int, deltas: Sequence[ViewDelta]) -> None:
         """Buffer the deltas of one change (or snapshot) of partition `p`."""
@@ -78,19 +91,35 @@ class Publisher:
         self, p: int, epoch: int, gateway: str, rids: tuple[str, ...], payload: bytes
     ) -> None:
         buf = self._buffers[gateway]
-        if buf.size + len(payload) > self.max_bytes:
+        if buf.size and buf.size + len(payload) > self.max_bytes:
             self.stats.overflows += 1
             self.events.warning("publish_overflow", gateway=gateway, p=p)
             self._buffers[gateway] = _Buffer()
             self._n[gateway] += 1  # the deliberate gap makes the gateway resync
-            return
-        buf.parts[(p, epoch)].append((rids, payload))
-        buf.size += len(payload)
+            self._gap_notices[gateway] = (p, epoch)
+        else:
+            buf.parts[(p, epoch)].append((rids, payload))
+            buf.size += len(payload)
         self._idle.clear()
         self._wake.set()
 
+    async def room(self, gateway: str, size: int) -> None:
+        """Wait until `size` more bytes fit in `gateway`'s buffer (or it is empty)."""
+        while (buf := self._buffers.get(gateway)) is not None and buf.size and (
+            buf.size + size > self.max_bytes
+        ):
+            self._wake.set()
+            await self._flushed.wait()
+
     def _frames(self, buffers: dict[str, _Buffer]) -> list[tuple[str, DeltaFrame]]:
         frames: list[tuple[str, DeltaFrame]] = []
+        notices, self._gap_notices = self._gap_notices, {}
+        for gateway, (p, epoch) in notices.items():
+            if gateway not in buffers or not buffers[gateway].parts:
+                # no deltas, so nothing stale to fence: it only shows the gap
+                self._n[gateway] += 1
+                frames.append((gateway, DeltaFrame(self.shard_id, self.inc, self._n[gateway],
+                                                   p, epoch, ())))
         for gateway, buf in buffers.items():
             for (p, epoch), groups in buf.parts.items():
                 if not self.ownership.serving(p, epoch):
@@ -105,6 +134,14 @@ class Publisher:
 
     async def flush(self) -> None:
         """Publish everything buffered so far (one pipeline)."""
+        async with self._flushing:
+            try:
+                await self._flush()
+            finally:
+                done, self._flushed = self._flushed, asyncio.Event()
+                done.set()
+
+    async def _flush(self) -> None:
         buffers, self._buffers = self._buffers, defaultdict(_Buffer)
         frames = self._frames(buffers)
         if not frames:
@@ -121,6 +158,9 @@ class Publisher:
     async def run(self) -> None:
         """Flush once per loop turn whenever something is buffered; runs until cancelled."""
         while True:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a lost cancellation: see loops.py
+                raise asyncio.CancelledError
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(0)  # let the rest of this turn add to the batch

@@ -4,7 +4,9 @@ Connections: one client for commands plus three for blocking reads (log tail, co
 stream, membership notices), whatever the number of partitions. Every task belongs to
 one TaskGroup. On `stop()` (SIGTERM) the shard leaves membership with a notice, stops
 reading, flushes what it has while still holding its leases, releases them, sends a
-second notice and returns, well within 2 s.
+second notice and returns, well within 2 s: every Redis step of the drain shares one
+time budget and a failed step is logged and skipped, so a shard stops on time even with
+Redis unreachable (its leases then simply expire).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -42,6 +45,18 @@ from .ownership import Ownership
 from .publisher import Publisher
 
 __all__ = ["ServiceState", "ShardService"]
+
+_DRAIN_BUDGET_S = 1.5  # all of the drain's Redis work; the process exits within 2 s
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for them, cancelling again any that keep running (a
+    cancellation lost inside `asyncio.wait_for` on Python 3.11: see `loops`)."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.05)
 
 
 class ServiceState(enum.Enum):
@@ -86,6 +101,7 @@ class ShardService:
             lag_ms=round(loops.tail_lag_ms, 1),
             changes=engine.changes_applied,
             fenced=publisher.stats.fenced,
+            lapses=loops.ownership.lapses,
             frames=publisher.stats.frames,
             inc=self.inc,
             http_port=self.http_port,
@@ -106,6 +122,10 @@ class ShardService:
             "changes": ("counter", "changes applied", s.get("changes", 0)),
             "frames": ("counter", "delta frames published", p.stats.frames if p else 0),
             "fenced_publishes": ("counter", "frames refused by fencing", s.get("fenced", 0)),
+            "frames_no_stream": ("counter", "frames refused: the gateway's stream is gone",
+                                 p.stats.refused_no_stream if p else 0),
+            "lease_lapses": ("counter", "leases given up after their deadline passed (stalls)",
+                             s.get("lapses", 0)),
             "publish_overflows": ("counter", "gateway buffers dropped",
                                   p.stats.overflows if p else 0),
             "errors": ("counter", "publish errors", p.stats.errors if p else 0),
@@ -157,10 +177,11 @@ class ShardService:
         try:
             async with asyncio.TaskGroup() as group:
                 loops.group = group
+                # the flusher first: claims and pending control messages wait for room
+                flusher = group.create_task(publisher.run())
                 await loops.ownership_once()
                 await loops.control_pending()
                 self.state = ServiceState.RUNNING
-                flusher = group.create_task(publisher.run())
                 workers = [
                     group.create_task(loops._guard("ownership", loops.ownership_tick)),
                     group.create_task(loops._guard("tail", loops.tail_once)),
@@ -170,7 +191,7 @@ class ShardService:
                     group.create_task(loops._guard("hygiene", loops.hygiene_once)),
                 ]
                 await self._stop.wait()
-                await self._drain(workers, flusher, membership, ownership, publisher)
+                await self._drain(workers, flusher, membership, ownership, publisher, loops)
         finally:
             await health.close()
 
@@ -187,14 +208,26 @@ class ShardService:
         membership: Membership,
         ownership: Ownership,
         publisher: Publisher,
+        loops: Loops,
     ) -> None:
         self.state = ServiceState.DRAINING
         self.events.info("draining", partitions=len(ownership.held))
-        await membership.leave("shard", self.settings.shard_id)
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        await publisher.flush()
-        flusher.cancel()
-        await ownership.release(list(ownership.held))
-        await membership.leave("shard", self.settings.shard_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _DRAIN_BUDGET_S
+
+        async def step(name: str, work: Awaitable[Any]) -> None:
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0.01)):
+                    await work
+            except Exception as e:  # TimeoutError included: go on, leases will expire
+                self.events.warning("drain_step_failed", step=name, error=repr(e))
+
+        shard_id = self.settings.shard_id
+        await _cancel_all(workers[:1])  # the ownership loop first: no heartbeat re-joins
+        await step("leave", membership.leave("shard", shard_id))
+        await _cancel_all([*workers, *loops.claim_tasks])
+        await step("flush", publisher.flush())
+        await _cancel_all([flusher])
+        await step("release", ownership.release(list(ownership.held)))
+        await step("notice", membership.leave("shard", shard_id))
+        self.events.info("drained", seconds=round(_DRAIN_BUDGET_S - (deadline - loop.time()), 3))
