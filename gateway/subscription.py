@@ -6,7 +6,8 @@ resync was asked for) -> LIVE ...; any state -> CLOSED, which is final.
 
 Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):
 - per subscription the newest epoch seen is kept; a group of an older epoch is dropped,
-  and a newer epoch is accepted only from a group that starts with `reset`;
+  and a newer epoch is accepted only from a group that starts with `reset` (a newer
+  epoch without one asks its shard for a resync);
 - while PENDING or RESETTING only a group starting with `reset` is accepted, so the
   client never sees a delta that does not follow from its current list;
 - `seq` is given by the outbox as messages leave, so it never restarts and never skips.
@@ -121,6 +122,12 @@ class Subscription:
             self.retry_at = None
             if state is not SubState.LIVE:
                 self.move(SubState.LIVE)
+        elif epoch > self.epoch and state is SubState.LIVE:
+            # A new owner whose claim `reset` never arrived (lost to an overflow or a
+            # publish error on its side): ask it for one instead of waiting forever.
+            self.move(SubState.RESETTING)
+            self.request_resync(self)
+            return False
         elif epoch > self.epoch or state is not SubState.LIVE:
             return False
         self.mirror.apply(messages, unit)

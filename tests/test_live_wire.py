@@ -202,6 +202,19 @@ def test_fences_drop_old_epochs_and_new_epochs_without_reset() -> None:
     assert sub.deliver(6, ("b", "1"), *reset, 10) and sub.source == ("b", "1")
 
 
+def test_a_newer_epoch_without_reset_asks_for_a_resync_once() -> None:
+    resyncs: list[str] = []
+    sub = _sub(Outbox(100, 1 << 20), resyncs=resyncs)
+    assert sub.deliver(5, ("a", "1"), *_group("reset", "synced"), 10)
+    # The new owner's claim reset was lost: its deltas must not be applied, and one
+    # resync is asked for (not one per dropped frame).
+    assert not sub.deliver(6, ("b", "1"), *_group("enter"), 10)
+    assert not sub.deliver(6, ("b", "1"), *_group("enter"), 10)
+    assert resyncs == ["gw.s"]
+    assert sub.deliver(6, ("b", "1"), *_group("reset", "synced"), 10)
+    assert sub.deliver(6, ("b", "1"), *_group("enter"), 10)
+
+
 def test_control_messages_are_refused_past_twice_the_bounds() -> None:
     outbox = Outbox(2, 1 << 20)
     assert all(outbox.push_control(b"{}") for _ in range(4))
