@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from lq import dev, gateway_cmd, shard_cmd, status_cmd, token_cmd
-from lq.bench import gateway as bench_gateway
 from lq.bench import cluster as bench_cluster
+from lq.bench import gateway as bench_gateway
 from lq.bench import http as bench_http
 from lq.bench import matcher as bench_matcher
 from lq.bench import storage as bench_storage
