@@ -8,14 +8,16 @@ owner, which stops it last) and is ended by its own pid only.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "find_redis_server"]
+__all__ = ["EmbeddedRedis", "find_redis_server", "redis_or_embedded"]
 
 
 def find_redis_server() -> Path:
@@ -104,3 +106,14 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def redis_or_embedded(url: str | None, *, appendonly: bool = False) -> Iterator[str]:
+    """`url` when given, else the URL of an embedded Redis kept for the block."""
+    if url:
+        yield url
+        return
+    with EmbeddedRedis(appendonly=appendonly) as server:
+        print(f"embedded Redis at {server.url}", flush=True)
+        yield server.url

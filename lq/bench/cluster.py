@@ -42,7 +42,7 @@ from cluster.partition import PARTITIONS, owner, partition_of
 from cluster.settings import StorageSettings
 from lq.bench._shardsim import Decoded, Fleet, SimGateway, SimSub, shard_env, taken_over
 from lq.bench._table import Row, print_table, quantile
-from lq.embedded import EmbeddedRedis
+from lq.embedded import redis_or_embedded
 from storage import DeltaFrame, Leases, RedisClient, RowStore, WriteOp, connect, run_batch
 
 __all__ = ["configure", "run"]
@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
             logs.mkdir(parents=True, exist_ok=True)
         else:
             logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lq-bench-")))
-        url = args.redis_url
-        if url is None:
-            url = stack.enter_context(EmbeddedRedis(appendonly=True)).url
+        url = stack.enter_context(redis_or_embedded(args.redis_url, appendonly=True))
         rows = asyncio.run(_bench(args, url, logs))
     print_table("lq bench cluster (2 shards, 1 simulated gateway)", rows)
     return 0

@@ -34,7 +34,7 @@ from gateway.auth import issue_token
 from lq.bench._table import Row, print_table, quantile
 from lq.bench._wsload import WsConn, open_many
 from lq.bench.http import _free_port, _server
-from lq.embedded import EmbeddedRedis
+from lq.embedded import redis_or_embedded
 from lq.gateway_cmd import raise_fd_limit
 
 __all__ = ["configure", "run"]
@@ -286,11 +286,7 @@ def _pid_on(port: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     raise_fd_limit()
-    if args.redis_url:
-        table = _run_with(args, args.redis_url)
-    else:
-        with EmbeddedRedis(appendonly=False) as server:
-            print(f"embedded Redis at {server.url}", flush=True)
-            table = _run_with(args, server.url)
+    with redis_or_embedded(args.redis_url) as url:
+        table = _run_with(args, url)
     print_table(f"lq bench gateway (medians of {args.runs} runs)", table)
     return 0

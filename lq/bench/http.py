@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from gateway.auth import issue_token
 from lq.bench._table import Row, print_table, quantile
-from lq.embedded import EmbeddedRedis
+from lq.embedded import redis_or_embedded
 
 __all__ = ["configure", "run"]
 
@@ -154,11 +154,7 @@ def _measure(args: argparse.Namespace, redis_url: str) -> list[Row]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.redis_url:
-        table = _measure(args, args.redis_url)
-    else:
-        with EmbeddedRedis(appendonly=False) as server:
-            print(f"embedded Redis at {server.url}", flush=True)
-            table = _measure(args, server.url)
+    with redis_or_embedded(args.redis_url) as url:
+        table = _measure(args, url)
     print_table(f"lq bench http (medians of {args.runs} runs)", table)
     return 0

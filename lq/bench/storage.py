@@ -12,14 +12,16 @@ import argparse
 import asyncio
 import contextlib
 import random
+import statistics
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cluster import codec
 from cluster.query import CursorSigner, parse_query
 from cluster.settings import StorageSettings
-from lq.bench._table import Row, median_of, print_table, quantile
-from lq.embedded import EmbeddedRedis
+from lq.bench._table import Row, print_table, quantile
+from lq.embedded import redis_or_embedded
 from storage import ChangeLog, RowStore, WriteOp, connect, run_batch, run_query
 
 __all__ = ["configure", "run"]
@@ -94,9 +96,8 @@ async def _measure(args: argparse.Namespace, url: str) -> list[Row]:
     ]
 
 
-async def _async_median(runs: int, fn: Any) -> float:
-    results = [await fn() for _ in range(runs)]
-    return median_of(len(results), iter(results).__next__)
+async def _async_median(runs: int, fn: Callable[[], Awaitable[float]]) -> float:
+    return statistics.median([await fn() for _ in range(runs)])
 
 
 async def _single(store: RowStore, rows: list[dict[str, Any]]) -> float:
@@ -170,11 +171,7 @@ async def _query_latencies(client: Any, store: RowStore, count: int) -> list[flo
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.redis_url:
-        table = asyncio.run(_measure(args, args.redis_url))
-    else:
-        with EmbeddedRedis(appendonly=False) as server:
-            print(f"embedded Redis at {server.url}", flush=True)
-            table = asyncio.run(_measure(args, server.url))
+    with redis_or_embedded(args.redis_url) as url:
+        table = asyncio.run(_measure(args, url))
     print_table(f"lq bench storage (medians of {args.runs} runs)", table)
     return 0

@@ -180,6 +180,3 @@ class Engine:
                 self._unsubscribe(part, rid)
                 dropped += 1
         return dropped
-
-    def partition_of(self, tenant: str, entity: str) -> int:
-        return partition_of(tenant, entity)
