@@ -8,6 +8,8 @@ index always covers every registration, and clean-up of a gone gateway never sca
 
 from __future__ import annotations
 
+from typing import Any
+
 from cluster.keys import Keys
 from cluster.messages import Registration
 
@@ -57,7 +59,11 @@ class Registry:
     async def drop_gateway(self, gateway: str) -> int:
         """Remove every registration of `gateway` (it is gone); returns how many."""
         entries = await self.by_gateway(gateway)
-        for p, rid in entries:
-            await self.delete(p, rid, gateway)
+        if entries:
+            # One pipeline of registration deletes; the index goes only after them.
+            pipe: Any = self.client.pipeline(transaction=False)
+            for p, rid in entries:
+                pipe.hdel(self.keys.subs(p), rid)
+            await pipe.execute()
         await self.client.delete(self.keys.gwsubs(gateway))
         return len(entries)
