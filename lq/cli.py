@@ -1,30 +1,89 @@
-"""`lq`: the command line. Subcommands register themselves from their modules."""
+"""`lq`: the command line. Subcommands register themselves from their modules.
+
+Invariant: `lq` starts with the runtime dependencies only (a plain `pip install`). A
+benchmark's module is imported only when that benchmark is asked for, and when it needs
+a package of the `bench` extra that is missing, the command says which one and how to
+install it instead of failing with a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
+from types import ModuleType
 
 from lq import dev, gateway_cmd, shard_cmd, status_cmd, token_cmd
-from lq.bench import cluster as bench_cluster
-from lq.bench import gateway as bench_gateway
-from lq.bench import http as bench_http
-from lq.bench import matcher as bench_matcher
-from lq.bench import storage as bench_storage
 
 __all__ = ["build_parser", "main"]
+
+DISTRIBUTION = "lq-cluster"
+BENCH_EXTRA = "bench"
+# name -> (module, help); the module is imported only when its benchmark runs
+BENCHES: dict[str, tuple[str, str]] = {
+    "storage": ("lq.bench.storage", "write path, collection load and one-shot query"),
+    "matcher": ("lq.bench.matcher", "the in-memory matcher: changes/s, sharing, memory"),
+    "cluster": ("lq.bench.cluster", "Redis + 2 shards + a simulated gateway: latency, failover"),
+    "http": ("lq.bench.http", "single-row PUT through the gateway vs. a bare SET endpoint"),
+    "gateway": ("lq.bench.gateway",
+                "live fan-out, connections and delivery vs. a bare broadcast"),
+}
 
 
 def _version() -> str:
     try:
-        return version("lq-cluster")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def extra_packages(extra: str) -> set[str]:
+    """The distribution names an extra of lq-cluster asks for (normalized), from its
+    installed metadata, so pyproject.toml stays the only list."""
+    try:
+        wanted = requires(DISTRIBUTION) or []
+    except PackageNotFoundError:
+        return set()
+    names = set()
+    for line in wanted:
+        requirement, _, marker = line.partition(";")
+        if f'extra == "{extra}"' in marker.replace("'", '"'):
+            name = requirement.split("[")[0]
+            for stop in "<>=!~ (":
+                name = name.split(stop)[0]
+            names.add(name.strip().lower().replace("-", "_"))
+    return names
+
+
+def _missing_extra(bench: str, package: str) -> None:
+    print(
+        f"lq bench {bench} needs {package!r}, which comes with the {BENCH_EXTRA!r} extra:\n"
+        f"  pip install '{DISTRIBUTION}[{BENCH_EXTRA}]'    (from a checkout: "
+        f"pip install '.[{BENCH_EXTRA}]')",
+        file=sys.stderr,
+    )
+
+
+def load_bench(name: str) -> ModuleType | str:
+    """The benchmark's module, or the name of the missing `bench` extra package it needs."""
+    try:
+        return importlib.import_module(BENCHES[name][0])
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing.lower() not in extra_packages(BENCH_EXTRA):
+            raise
+        return missing
+
+
+def _selected_bench(argv: Sequence[str]) -> str | None:
+    words = [w for w in argv if not w.startswith("-")]
+    return words[1] if len(words) >= 2 and words[0] == "bench" else None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; `argv` says which benchmark (if any) to import and configure."""
     parser = argparse.ArgumentParser(prog="lq", description="lq: a live query cluster on Redis")
     parser.add_argument("--version", action="version", version=f"lq {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -42,22 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=module.run)
     bench = commands.add_parser("bench", help="run a benchmark and print a table of medians")
     benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
-    for name, module, text in (
-        ("storage", bench_storage, "write path, collection load and one-shot query"),
-        ("matcher", bench_matcher, "the in-memory matcher: changes/s, sharing, memory"),
-        ("cluster", bench_cluster, "Redis + 2 shards + a simulated gateway: latency, failover"),
-        ("http", bench_http, "single-row PUT through the gateway vs. a bare SET endpoint"),
-        ("gateway", bench_gateway, "live fan-out, connections and delivery vs. a bare broadcast"),
-    ):
+    selected = _selected_bench(argv)
+    for name, (_, text) in BENCHES.items():
         sub = benches.add_parser(name, help=text, description=text)
-        module.configure(sub)
-        sub.set_defaults(run=module.run)
+        found = load_bench(name) if name == selected else None
+        if isinstance(found, ModuleType):
+            found.configure(sub)
+            sub.set_defaults(run=found.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    bench = _selected_bench(words)
+    if bench in BENCHES and isinstance(missing := load_bench(bench), str):
+        _missing_extra(bench, missing)
+        return 2
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
