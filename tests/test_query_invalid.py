@@ -55,6 +55,21 @@ def nested_field_not(levels: int) -> dict[str, Any]:
     return {"a": expr}
 
 
+def nested_array(levels: int) -> Any:
+    """`levels` arrays, one inside the other, around 1."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def nested_object(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
 def _cursor() -> str:
     query = parse_query(q(sort=["a"]), signer=SIGNER)
     return SIGNER.make("tasks", query.sort_spec, query.sort_key("r1", {"a": 1}))
@@ -63,8 +78,8 @@ def _cursor() -> str:
 # (id, query, the part the error must name, a fragment its message must hold)
 INVALID: list[tuple[str, Any, str, str]] = [
     # the query object itself
-    ("not an object", ["entity", "tasks"], "", "object"),
-    ("null query", None, "", "object"),
+    ("not an object", ["entity", "tasks"], "query", "object"),
+    ("null query", None, "query", "object"),
     ("unknown key", q(filter={}), "filter", "unknown"),
     ("unknown key case", q(Where={}), "Where", "unknown"),
     ("unknown key cursor", q(cursor="x"), "cursor", "unknown"),
@@ -146,6 +161,37 @@ INVALID: list[tuple[str, Any, str, str]] = [
     ("65 in $and", w({"$and": [{"f": i} for i in range(65)]}), "where.$and[64].f", "64"),
     ("65 operators", w({"$or": [{f"f{i}": {"$gt": 0, "$lt": 9}} for i in range(33)]}),
      "where.$or[32].f32.$gt", "64"),
+    # values: integers in signed 64 bits, bounded nesting, plain JSON (cluster.strict_json)
+    ("bare 2**63", w({"a": 2**63}), "where.a", "signed 64 bits"),
+    ("bare -2**63-1", w({"a": -(2**63) - 1}), "where.a", "signed 64 bits"),
+    ("$eq 12345678901234567890123", w({"a": {"$eq": 12345678901234567890123}}),
+     "where.a.$eq", "got 12345678901234567890123"),
+    ("$gt 2**63", w({"price": {"$gt": 2**63}}), "where.price.$gt", "signed 64 bits"),
+    ("$lte -2**63-1", w({"a": {"$lte": -(2**63) - 1}}), "where.a.$lte", "signed 64 bits"),
+    ("$in big", w({"a": {"$in": [1, 2**64]}}), "where.a.$in[1]", "signed 64 bits"),
+    ("$nin big", w({"a": {"$nin": [-(2**70)]}}), "where.a.$nin[0]", "signed 64 bits"),
+    ("$ne big", w({"a": {"$ne": 2**63}}), "where.a.$ne", "signed 64 bits"),
+    ("$contains nested big", w({"a": {"$contains": {"b": [0, 2**63]}}}),
+     "where.a.$contains.b[1]", "signed 64 bits"),
+    ("object value big", w({"a": {"b": {"c": 2**63}}}), "where.a.b.c", "signed 64 bits"),
+    ("big in $or", w({"$or": [{"a": 1}, {"b": {"$gte": 2**63}}]}), "where.$or[1].b.$gte",
+     "signed 64 bits"),
+    ("big under field $not", w({"a": {"$not": {"$lt": 2**63}}}), "where.a.$not.$lt",
+     "signed 64 bits"),
+    # the 129th level is named; a path of more than 12 steps shows its first 8 and last 2
+    ("300-deep array", w({"a": nested_array(300)}),
+     "where.a" + "[0]" * 8 + " ...118 more... [0][0]", "nest at most 128 levels"),
+    ("300-deep object", w({"a": nested_object(300)}),
+     "where.a" + ".k" * 8 + " ...118 more... .k.k", "nest at most 128 levels"),
+    ("129-deep $contains", w({"a": {"$contains": nested_array(129)}}),
+     "where.a.$contains" + "[0]" * 8 + " ...118 more... [0][0]", "nest at most 128 levels"),
+    ("300-deep in $in", w({"a": {"$in": [nested_array(300)]}}), "where.a.$in[0]", "scalars"),
+    ("NaN", w({"a": float("nan")}), "where.a", "finite"),
+    ("infinity", w({"a": {"$gt": float("inf")}}), "where.a.$gt", "finite"),
+    ("non-string key", w({"a": {"b": {1: 2}}}), "where.a.b", "keys are strings"),
+    ("set value", w({"a": {"$eq": {1, 2}}}), "where.a.$eq", "not a JSON value"),
+    ("lone surrogate", w({"a": "\ud800"}), "where.a", "surrogate"),
+    ("lone surrogate column", w({"a\ud800": 1}), "where.a\ud800", "surrogate"),
     # entity
     ("entity missing", q(entity=DROP), "entity", "entity name"),
     ("entity empty", q(entity=""), "entity", "entity name"),
@@ -213,6 +259,7 @@ def test_invalid_query_is_refused_naming_its_part(query: Any, part: str, fragmen
         parse_query(query, signer=SIGNER)
     err = info.value
     assert err.code == "invalid_query"
+    assert err.part, "every invalid_query names the part at fault"
     assert err.part == part
     message = str(err)
     assert message.startswith(f"{part}: ") if part else message
@@ -284,6 +331,11 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("after null in changes mode", q(mode="changes", after=None)),
     ("changes mode with sort", q(mode="changes", sort=["-a"])),
     ("a valid cursor", q(sort=["a"], after=_cursor())),
+    ("largest integer", w({"a": 2**63 - 1, "b": {"$lt": 2**63 - 1}})),
+    ("smallest integer", w({"a": -(2**63), "b": {"$in": [-(2**63), 2**63 - 1]}})),
+    ("big floats stay floats", w({"a": 1.2345678901234568e22, "b": {"$gt": 1e300}})),
+    ("integral floats", w({"a": float(2**63), "b": {"$lt": -0.0}})),
+    ("128-deep value", w({"a": nested_array(127), "b": {"$contains": nested_object(128)}})),
 ]
 
 
@@ -294,6 +346,18 @@ def test_valid_query_is_accepted(query: dict[str, Any]) -> None:
     assert parsed.to_json()["sort"] == (query.get("sort") or [])
     again = parse_query(parsed.to_json(), signer=SIGNER)
     assert again.shape == parsed.shape
+
+
+def test_edge_values_are_kept_exactly() -> None:
+    """2**63-1 and -2**63 are integers compared exactly; floats stay floats."""
+    where = {"a": 2**63 - 1, "b": {"$gte": -(2**63)}, "c": 1.2345678901234568e22}
+    query = parse_query(w(where), signer=None)
+    assert query.where_json == where
+    assert type(query.where_json["c"]) is float
+    assert query.matches({"a": 2**63 - 1, "b": -(2**63), "c": 1.2345678901234568e22})
+    assert not query.matches({"a": 2**63 - 2, "b": 0, "c": 1.2345678901234568e22})
+    assert not query.matches({"a": float(2**63), "b": 0, "c": 1.2345678901234568e22})
+    assert not query.matches({"a": 2**63 - 1, "b": 0, "c": 12345678901234567890123})
 
 
 def test_configured_limits_are_honoured() -> None:

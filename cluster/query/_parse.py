@@ -1,14 +1,18 @@
 """Validation of a `where` filter into the tree of `_ast`.
 
 Every refusal is an `InvalidQuery` whose part names where in the filter the problem is
-(`where.$or[1].priority.$gte`). Limits (depth, conditions, `$in` size) come from
-`QueryLimits`; nothing here evaluates user input as code or regular expressions.
+(`where.$or[1].priority.$gte`, `where.ids.$in[3]`). Every operand is plain JSON within
+the rules of `cluster.strict_json` (integers in signed 64 bits, bounded nesting), so a
+filter compares exactly the values written and its canonical JSON always encodes. Limits
+(depth, conditions, `$in` size) come from `QueryLimits`; nothing here evaluates user
+input as code or regular expressions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from cluster import strict_json
 from cluster.errors import InvalidQuery
 from cluster.settings import QueryLimits
 
@@ -42,12 +46,22 @@ def _kind_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _json(value: Any, part: str) -> Any:
+    """`value` if strict_json accepts it, else InvalidQuery naming the part inside it."""
+    try:
+        strict_json.check(value)
+    except strict_json.Refused as e:
+        raise InvalidQuery(e.part(part), e.problem) from None
+    return value
+
+
 def parse_column(name: Any, part: str) -> tuple[str, ...]:
     """A column name as a path; refuses empty segments and `$`-names."""
     if not isinstance(name, str) or not name:
         raise InvalidQuery(part, "a column name must be a non-empty string")
     if len(name) > MAX_COLUMN:
         raise InvalidQuery(part, f"column name longer than {MAX_COLUMN} characters")
+    _json(name, part)
     path = tuple(name.split("."))
     for segment in path:
         if not segment:
@@ -98,7 +112,7 @@ class _Parser:
         if isinstance(value, dict) and any(isinstance(k, str) and k.startswith("$") for k in value):
             return self.expression(path, value, part, depth)
         self.count(part)
-        return Cmp(path, "$eq", value)
+        return Cmp(path, "$eq", _json(value, part))
 
     def expression(self, path: tuple[str, ...], expr: Any, part: str, depth: int) -> Node:
         if depth > self.limits.max_depth:
@@ -144,7 +158,7 @@ def _operand(op: CmpOp, value: Any, part: str, limits: QueryLimits) -> Any:
     elif op == "$prefix":
         if not isinstance(value, str):
             raise InvalidQuery(part, f"$prefix takes a string, got {_kind_name(value)}")
-    return value
+    return _json(value, part)
 
 
 def parse_where(obj: Any, limits: QueryLimits) -> Node:
