@@ -4,12 +4,12 @@ Invariants:
 - frames are read in stream order on a client kept for blocking reads; each group's
   messages are decoded and re-encoded once, whatever the number of subscriptions on
   this gateway that it goes to;
-- per (shard, incarnation) the frame counter `n` must advance by one; when it skips,
-  every subscription last reset by that incarnation is resynced, and drops that
-  incarnation's deltas until its `reset` arrives (`Subscription.deliver`);
+- per (shard, incarnation) the frame counter `n` must advance by one
+  (`gateway.delivery.FrameCounters`); a repeated frame is dropped, and when `n` skips
+  the gap policy (`gateway.delivery.gap_targets`) names the subscriptions to resync,
+  whose fences drop deltas until their `reset` arrives;
 - when the stream is gone (expired, Redis restarted) or the read position was trimmed,
   the stream is created again and every subscription is resynced: never a silent gap;
-- the counter table is bounded (oldest incarnations forgotten first).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ import orjson
 from storage import DeltaFrame, Deltas, DeltaStreamGone, DeltaTrimmed
 
 from .access import log_line
+from .delivery import FrameCounters, FrameVerdict
 from .hub import Hub
 from .wire import delta_body
 
 __all__ = ["Demux"]
 
 log = logging.getLogger("lq.gateway")
-_INCARNATIONS = 4096
 _BACKOFF_MAX = 2.0
 
 
@@ -40,7 +40,7 @@ class Demux:
         self.ttl_s = ttl_s
         self.block_ms = block_ms
         self.position: str | None = None
-        self.counters: dict[tuple[str, str], int] = {}
+        self.counters = FrameCounters()
         self.ready = asyncio.Event()
 
     async def create(self) -> None:
@@ -76,22 +76,25 @@ class Demux:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
 
-    def _check_counter(self, frame: DeltaFrame) -> None:
-        key = (frame.shard, frame.inc)
-        counters = self.counters
-        last = counters.pop(key, None)
-        counters[key] = frame.n
-        if last is not None and frame.n != last + 1:
+    def _check_counter(self, frame: DeltaFrame) -> bool:
+        """Whether to deliver the frame; a gap resyncs what the gap policy names."""
+        source = (frame.shard, frame.inc)
+        expected = self.counters.expected(source)
+        verdict = self.counters.check(source, frame.n)
+        if verdict is FrameVerdict.REPEAT:
+            self.hub.stats["repeats"] += 1
+            return False
+        if verdict is FrameVerdict.GAP:
             self.hub.stats["gaps"] += 1
-            hit = self.hub.resync_source(key)
+            hit = self.hub.resync_after_gap(source)
             log.warning(log_line(level="warning", msg="delta frame gap", shard=frame.shard,
-                                 inc=frame.inc, expected=last + 1, got=frame.n, resync=hit))
-        if len(counters) > _INCARNATIONS:
-            del counters[next(iter(counters))]
+                                 inc=frame.inc, expected=expected, got=frame.n, resync=hit))
+        return True
 
     def dispatch(self, frame: DeltaFrame) -> None:
         """Fan one frame out to its subscriptions (through the fences)."""
-        self._check_counter(frame)
+        if not self._check_counter(frame):
+            return
         self.hub.stats["frames"] += 1
         subs = self.hub.subs
         source = (frame.shard, frame.inc)
@@ -107,7 +110,7 @@ class Demux:
                 log.warning(log_line(level="warning", msg="malformed delta group",
                                      shard=frame.shard, error=repr(e)))
                 for sub in targets:
-                    sub.needs_reset()
+                    sub.lost()
                     self.hub.request_resync(sub)
                 continue
             if not ops:

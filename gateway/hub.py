@@ -28,7 +28,8 @@ from storage import Control, Registry
 
 from .access import log_line
 from .context import Context
-from .subscription import Subscription, SubState
+from .delivery import Phase, Source, gap_targets
+from .subscription import Subscription
 
 __all__ = ["Hub"]
 
@@ -48,7 +49,9 @@ class Hub:
         self.draining = False
         self.connections = 0
         self.stats: dict[str, int] = dict.fromkeys(
-            ("subscribes", "resends", "resyncs", "gaps", "dropped", "overflows", "frames"), 0
+            ("subscribes", "resends", "resyncs", "gaps", "repeats", "dropped", "overflows",
+             "frames"),
+            0,
         )
         self._counter = 0
         self._due: dict[str, Subscription] = {}
@@ -96,7 +99,7 @@ class Hub:
             await self._call(lambda: self._registry().put(sub.p, reg))
         except BaseException:
             self.subs.pop(sub.rid, None)
-            sub.move(SubState.CLOSED)
+            sub.close()
             raise
         self.stats["subscribes"] += 1
         self.expect(sub)
@@ -119,7 +122,7 @@ class Hub:
         what a Redis fault leaves is removed at drain, or by the shards' hygiene)."""
         if sub.closed:
             return
-        sub.move(SubState.CLOSED)
+        sub.close()
         self.subs.pop(sub.rid, None)
         self._due.pop(sub.rid, None)
         sub.outbox.forget(sub)
@@ -143,18 +146,19 @@ class Hub:
             self.stats["resyncs"] += 1
             self.expect(sub, 0)
 
-    def resync_source(self, source: tuple[str, str]) -> int:
-        """A gap in that incarnation's frames: resync every subscription it last reset."""
-        hit = [s for s in self.subs.values() if s.source == source]
+    def resync_after_gap(self, source: Source) -> int:
+        """A gap in that incarnation's frames: resync what the gap policy names
+        (`gateway.delivery.gap_targets`); how many."""
+        hit = gap_targets(source, self.subs.values(), self.owner_of)
         for sub in hit:
-            sub.needs_reset()
+            sub.lost()
             self.request_resync(sub)
         return len(hit)
 
     def resync_all(self) -> None:
         """The delta stream was lost: every subscription starts over with a reset."""
         for sub in list(self.subs.values()):
-            sub.needs_reset()
+            sub.lost()
             self.request_resync(sub)
 
     def live_changed(self, live: list[str]) -> None:
@@ -162,7 +166,7 @@ class Hub:
         self.live = live
         alive = set(live)
         for sub in self._due.values():
-            if sub.sent_to is not None and sub.sent_to not in alive:
+            if sub.retry_at is not None and sub.sent_to is not None and sub.sent_to not in alive:
                 sub.retry_at = 0.0
                 self._wake.set()
 
@@ -187,9 +191,9 @@ class Hub:
         if sub.closed:
             return
         target = self.owner_of(sub.p)
-        if sub.state is SubState.PENDING and target != sub.sent_to:
+        if sub.phase is Phase.PENDING and target != sub.sent_to:
             op = "subscribe"
-        elif sub.state is SubState.LIVE:
+        elif sub.phase is Phase.LIVE:
             op = "reanchor"  # a reanchor still waiting for its reset
         else:
             op = "resync"

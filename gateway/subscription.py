@@ -1,21 +1,17 @@
-"""One client subscription on this gateway: its fences, its numbering, its mirror.
+"""One client subscription on this gateway: its fence, its numbering, its mirror.
 
-Lifecycle (a state machine that refuses other transitions): PENDING (registered, no
-`reset` yet) -> LIVE (a `reset` was accepted) -> RESETTING (a gap or lost stream: a
-resync was asked for) -> LIVE ...; any state -> CLOSED, which is final.
+The rules of delivery (the epoch fence and its lifecycle PENDING -> LIVE -> RESETTING
+-> LIVE ..., CLOSED final) are `gateway.delivery.SubFence`'s; this class applies what
+the fence admits to the mirror and hands it to the outbox.
 
 Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):
-- per subscription the newest epoch seen is kept; a group of an older epoch is dropped,
-  and a newer epoch is accepted only from a group that starts with `reset` (a newer
-  epoch without one asks its shard for a resync);
-- while PENDING or RESETTING only a group starting with `reset` is accepted, so the
-  client never sees a delta that does not follow from its current list;
+- the client never sees a delta that does not follow from its current list: only what
+  the fence admits goes on, and a newer epoch without its `reset` asks for a resync;
 - `seq` is given by the outbox as messages leave, so it never restarts and never skips.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,34 +19,17 @@ import orjson
 
 from cluster.query import Mode, Query
 
+from .delivery import Phase, Source, SubFence, Verdict
 from .mirror import Mirror
 from .outbox import Outbox
 
-__all__ = ["SubState", "Subscription"]
-
-Source = tuple[str, str]
-"""(shard id, incarnation) of the frame that last reset a subscription."""
-
-
-class SubState(enum.Enum):
-    PENDING = "pending"
-    LIVE = "live"
-    RESETTING = "resetting"
-    CLOSED = "closed"
-
-
-_ALLOWED = {
-    SubState.PENDING: {SubState.LIVE, SubState.CLOSED},
-    SubState.LIVE: {SubState.RESETTING, SubState.CLOSED},
-    SubState.RESETTING: {SubState.LIVE, SubState.CLOSED},
-    SubState.CLOSED: set(),
-}
+__all__ = ["Subscription"]
 
 
 class Subscription:
     __slots__ = (
-        "behind", "epoch", "mirror", "outbox", "p", "query", "queued", "request_resync",
-        "retry_at", "rid", "sent_to", "seq", "source", "state", "sub", "sub_json", "tenant",
+        "behind", "fence", "mirror", "outbox", "p", "query", "queued", "request_resync",
+        "retry_at", "rid", "sent_to", "seq", "sub", "sub_json", "tenant",
     )
 
     def __init__(
@@ -74,9 +53,7 @@ class Subscription:
         self.request_resync = request_resync
         window = query.mode is Mode.WINDOW
         self.mirror = Mirror(window, query.limit, mirror_max_bytes, query.sort_key)
-        self.state = SubState.PENDING
-        self.epoch = 0
-        self.source: Source | None = None
+        self.fence = SubFence()
         self.seq = 0
         self.queued = 0
         self.behind = True  # nothing goes to the client before `subscribed`
@@ -84,14 +61,14 @@ class Subscription:
         self.sent_to: str | None = None
 
     def __repr__(self) -> str:
-        return f"Subscription({self.rid!r}, sub={self.sub!r}, {self.state.value})"
+        return f"Subscription({self.rid!r}, sub={self.sub!r}, {self.fence.phase.value})"
 
-    def move(self, to: SubState) -> None:
-        if to is self.state:
-            return
-        if to not in _ALLOWED[self.state]:
-            raise RuntimeError(f"subscription {self.rid}: {self.state.value} -> {to.value}")
-        self.state = to
+    @property
+    def phase(self) -> Phase:
+        return self.fence.phase
+
+    def close(self) -> None:
+        self.fence.close()
 
     def rename(self, sub: str) -> None:
         """A new client-side name (an SSE stream that starts over): seq starts again."""
@@ -101,7 +78,7 @@ class Subscription:
 
     @property
     def closed(self) -> bool:
-        return self.state is SubState.CLOSED
+        return self.fence.closed
 
     def deliver(
         self,
@@ -112,24 +89,14 @@ class Subscription:
         bodies: Sequence[bytes],
         unit: int,
     ) -> bool:
-        """Apply one group of a frame; False when the fences drop it."""
-        state = self.state
-        if state is SubState.CLOSED or epoch < self.epoch:
+        """Apply one group of a frame; False when the fence drops it."""
+        verdict = self.fence.admit(epoch, source, ops[0] == "reset")
+        if verdict is not Verdict.DELIVER:
+            if verdict is Verdict.LOST_RESET:
+                self.request_resync(self)
             return False
         if ops[0] == "reset":
-            self.epoch = epoch
-            self.source = source
             self.retry_at = None
-            if state is not SubState.LIVE:
-                self.move(SubState.LIVE)
-        elif epoch > self.epoch and state is SubState.LIVE:
-            # A new owner whose claim `reset` never arrived (lost to an overflow or a
-            # publish error on its side): ask it for one instead of waiting forever.
-            self.move(SubState.RESETTING)
-            self.request_resync(self)
-            return False
-        elif epoch > self.epoch or state is not SubState.LIVE:
-            return False
         self.mirror.apply(messages, unit)
         if not self.behind:
             self.outbox.push_deltas(self, ops, bodies)
@@ -142,15 +109,14 @@ class Subscription:
         anyway (PENDING, RESETTING) or had to be asked for (the mirror is incomplete).
         """
         self.behind = False
-        if self.state is not SubState.LIVE:
+        if self.fence.phase is not Phase.LIVE:
             return None
         snapshot = self.mirror.snapshot()
         if snapshot is None:
-            self.move(SubState.RESETTING)
+            self.fence.lost()
             self.request_resync(self)
         return snapshot
 
-    def needs_reset(self) -> None:
+    def lost(self) -> None:
         """Frames may have been lost: drop everything until the next reset."""
-        if self.state is SubState.LIVE:
-            self.move(SubState.RESETTING)
+        self.fence.lost()

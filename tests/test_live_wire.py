@@ -12,13 +12,14 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lq_client.view import ProtocolViolation, ViewState
 
 from cluster.query import CursorSigner, parse_query
 from gateway import wire
-from gateway._client_view import ProtocolViolation, ViewState
+from gateway.delivery import Phase
 from gateway.mirror import Mirror
 from gateway.outbox import Outbox
-from gateway.subscription import Subscription, SubState
+from gateway.subscription import Subscription
 from shard import Change, Matcher, Row
 
 SIGNER = CursorSigner(b"k" * 32)
@@ -169,7 +170,7 @@ def test_overflow_drops_queued_deltas_then_catches_up_with_the_mirror() -> None:
     outbox = Outbox(4, 1 << 20)
     sub = _sub(outbox)
     sub.deliver(5, ("sh", "i"), *_group("reset", "enter", "synced"), 10)
-    assert sub.state is SubState.LIVE and len(outbox) == 3
+    assert sub.phase is Phase.LIVE and len(outbox) == 3
     client = ViewState(True, 5)
     for _, _, data in outbox.take(1, 1 << 20):
         client.apply(orjson.loads(data))
@@ -197,9 +198,9 @@ def test_fences_drop_old_epochs_and_new_epochs_without_reset() -> None:
     assert sub.deliver(5, ("a", "1"), *reset, 10)
     assert not sub.deliver(4, ("old", "1"), *reset, 10)
     assert not sub.deliver(6, ("b", "1"), *_group("enter"), 10)
-    sub.needs_reset()
+    sub.lost()
     assert not sub.deliver(5, ("a", "1"), *_group("enter"), 10)
-    assert sub.deliver(6, ("b", "1"), *reset, 10) and sub.source == ("b", "1")
+    assert sub.deliver(6, ("b", "1"), *reset, 10) and sub.fence.source == ("b", "1")
 
 
 def test_a_newer_epoch_without_reset_asks_for_a_resync_once() -> None:
