@@ -6,17 +6,11 @@ to the HRW owner (re-sending to a recomputed owner when no `reset` comes in time
 the frames on a client of its own and applies them per subscription exactly as a
 gateway plus a client would:
 
-- per registry id keep the newest epoch; accept a newer epoch only from a frame whose
-  messages start with `reset`; drop older epochs. A newer epoch that does *not* start
-  with `reset` means its `reset` was lost (a gap in another incarnation's counter):
-  the frame is dropped and a `resync` is asked for;
-- per (shard, incarnation) track the frame counter `n`; on a gap send `resync` for every
-  registry id last reset by that incarnation; also for every one still waiting for its
-  first `reset` (the lost frame may have been it: a re-sent `subscribe` would be a
-  no-op on a shard that already serves the id) and for every one whose partition that
-  shard owns now but whose last `reset` came from elsewhere (a claim's `reset` may have
-  been lost: with no later delta nothing else would show it); drop their frames until
-  the `reset`;
+- fence every subscription, count every incarnation's frames and answer gaps with the
+  shipped gateway's rules, by calling them: `gateway.delivery` (`SubFence`,
+  `FrameCounters`, `gap_targets`), so the shard tests prove the shard against the
+  rules users run. Where the sim differs from the gateway it says so: it re-sends
+  `resync` (not `reanchor`) for an unanswered reanchor (both load the registration);
 - number messages with `seq` and apply them to a list (window mode) or a set (changes
   mode), recording every protocol violation (`from` pointing at another id, a list
   longer than `limit`, a version going backwards, `synced` with a wrong count...).
@@ -39,6 +33,7 @@ import orjson
 
 from cluster.messages import Registration
 from cluster.partition import owner, partition_of
+from gateway.delivery import FrameCounters, FrameVerdict, Phase, Verdict, gap_targets
 from lq.bench._fleet import cancel_all, cancelling
 from lq.bench._simsub import Decoded, SimSub
 from storage import (
@@ -94,7 +89,7 @@ class SimGateway:
         self.client: RedisClient | None = None
         self.reader: RedisClient | None = None
         self.subs: dict[str, SimSub] = {}
-        self.last_n: dict[tuple[str, str], int] = {}
+        self.counters = FrameCounters()
         self.journal: list[FrameRecord] = []
         self.anomalies: list[str] = []
         self.gaps = 0
@@ -180,11 +175,13 @@ class SimGateway:
         """Rewrite the registration with the new window, then `reanchor` to the owner;
         frames of the old window that arrive before the `reset` are dropped."""
         sub = self.subs[rid]
-        sub.awaiting = True  # before any await: old-window frames wait for the reset
+        # As on the gateway, deltas of the old window go on until the reanchor's reset
+        # (PROTOCOL.md: "deltas of the old window may come before that reset").
+        sub.asking = True
         sub.refresh = True
         sub.asked_at = time.monotonic()  # not due for a re-send yet
         sub.query = dict(query)
-        sub.limit = query.get("limit")
+        sub.next_limit = query.get("limit")
         registration = Registration(rid, sub.tenant, self.id, query)
         await Registry(self._c(), self.prefix).put(sub.p, registration)
         await self._send(sub, "reanchor")
@@ -198,7 +195,7 @@ class SimGateway:
             await Control(self._c(), self.prefix).send(target, "unsubscribe", sub.p, rid, self.id)
 
     async def _send(self, sub: SimSub, op: str, target: str | None = None) -> None:
-        sub.awaiting = True
+        sub.asking = True
         sub.asked_at = time.monotonic()
         sub.asks += 1
         if target is None:
@@ -207,14 +204,14 @@ class SimGateway:
             entry = await Control(self._c(), self.prefix).send(target, op, sub.p, sub.rid, self.id)
             self.sent.append((target, op, sub.rid, entry))
 
-    def _ask(self, sub: SimSub, *, force: bool = False) -> None:
-        """Want a fresh reset for `sub`: frames wait for it; the ask loop sends `resync`
-        (`force`: even when one is already awaited)."""
-        if force or not sub.awaiting:
-            sub.awaiting = True
-            sub.refresh = True
-            sub.asked_at = 0.0  # due now
-            sub.resyncs += 1
+    def _ask(self, sub: SimSub) -> None:
+        """Want a fresh reset for `sub` now: its fence waits for one, and the ask loop
+        sends `resync` (even when another request is out: it may be what was lost)."""
+        sub.fence.lost()
+        sub.asking = True
+        sub.refresh = True
+        sub.asked_at = 0.0  # due now
+        sub.resyncs += 1
 
     async def _ask_loop(self) -> None:
         """Send due resyncs, and re-send subscribe/resync that got no reset in time."""
@@ -224,11 +221,12 @@ class SimGateway:
                 await self.live(max_age=0.2)  # fresh enough for the gap rule
             now = time.monotonic()
             for sub in list(self.subs.values()):
-                if not (sub.active and sub.awaiting):
+                if not (sub.active and sub.asking):
                     continue
                 due = sub.asked_at == 0.0 or now - sub.asked_at >= self.resend_s
                 if due:
-                    op = "resync" if sub.refresh or sub.epoch is not None else "subscribe"
+                    op = "resync" if sub.refresh or sub.fence.phase is not Phase.PENDING \
+                        else "subscribe"
                     try:
                         await self._send(sub, op)
                     except Exception as e:  # Redis away: try again on the next pass
@@ -267,21 +265,17 @@ class SimGateway:
 
     def _frame(self, f: DeltaFrame, now: float) -> None:
         key = (f.shard, f.inc)
-        last = self.last_n.get(key)
-        if last is not None and f.n <= last:
-            self.anomalies.append(f"{key}: n went from {last} to {f.n}; frame dropped")
+        expected = self.counters.expected(key)
+        verdict = self.counters.check(key, f.n)
+        if verdict is FrameVerdict.REPEAT:
+            self.anomalies.append(f"{key}: n {f.n} again (expected {expected}); dropped")
             return
-        if f.n != (last or 0) + 1:
+        if verdict is FrameVerdict.GAP:
             self.gaps += 1
-            self.anomalies.append(f"{key}: gap, n {last} -> {f.n}")
-            for waiting in self.subs.values():
-                if waiting.source == key:
-                    self._ask(waiting)
-                elif waiting.epoch is None and waiting.active:
-                    self._ask(waiting, force=True)
-                elif waiting.active and owner(waiting.p, self._live) == f.shard:
-                    self._ask(waiting)
-        self.last_n[key] = f.n
+            self.anomalies.append(f"{key}: gap, n {expected - 1} -> {f.n}")
+            active = (s for s in self.subs.values() if s.active)
+            for hit in gap_targets(key, active, lambda p: owner(p, self._live)):
+                self._ask(hit)
         decoded: list[Decoded] = [(rids, orjson.loads(raw)) for rids, raw in f.groups]
         if self.on_frame is not None:
             self.on_frame(f, decoded, now)
@@ -297,27 +291,29 @@ class SimGateway:
 
     def _deliver(self, sub: SimSub, f: DeltaFrame, key: tuple[str, str],
                  msgs: list[dict[str, Any]], now: float) -> None:
-        starts_reset = bool(msgs) and msgs[0].get("op") == "reset"
         if f.p != sub.p:
             sub.errors.append(f"{sub.rid}: frame of partition {f.p}, registered in {sub.p}")
             return
-        if sub.epoch is None or f.epoch > sub.epoch:
-            if not starts_reset:
-                sub.dropped_newer += 1
-                if sub.epoch is not None:
-                    self._ask(sub)  # its reset was lost: ask for another
-                return
-            sub.epoch = f.epoch
-        elif f.epoch < sub.epoch:
+        starts_reset = bool(msgs) and msgs[0].get("op") == "reset"
+        verdict = sub.fence.admit(f.epoch, key, starts_reset)
+        if verdict is Verdict.STALE:
             sub.dropped_stale += 1
             return
-        elif sub.awaiting and not starts_reset:
-            sub.dropped_waiting += 1
+        if verdict is Verdict.LOST_RESET:
+            sub.dropped_newer += 1
+            self._ask(sub)  # its reset was lost: ask for another
+            return
+        if verdict is Verdict.WAITING:
+            if sub.fence.phase is Phase.PENDING:
+                sub.dropped_newer += 1
+            else:
+                sub.dropped_waiting += 1
             return
         if starts_reset:
-            sub.source = key
-            sub.awaiting = False
+            sub.asking = False
             sub.refresh = False
+            if sub.next_limit is not None:
+                sub.limit, sub.next_limit = sub.next_limit, None
         sub.apply(msgs, f.shard, f.epoch, now)
 
     # -- summaries

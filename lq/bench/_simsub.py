@@ -7,6 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.delivery import Phase, SubFence
+
 __all__ = ["Decoded", "Item", "SimSub", "item_of"]
 
 @dataclass(slots=True)
@@ -29,11 +31,11 @@ class SimSub:
     mode: str = "window"
     limit: int | None = None
     active: bool = True
-    # wire state
-    epoch: int | None = None
-    source: tuple[str, str] | None = None  # (shard, inc) of the last accepted reset
-    awaiting: bool = True  # a subscribe or resync is out; frames wait for its reset
+    # wire state: the fence is the shipped gateway's (`gateway.delivery`)
+    fence: SubFence = field(default_factory=SubFence)
+    asking: bool = True  # a subscribe, reanchor or resync is out and unanswered
     refresh: bool = False  # the next ask is a `resync` even before any reset
+    next_limit: int | None = None  # a reanchor's limit, taken with its reset
     asked_at: float = 0.0
     asks: int = 0
     resyncs: int = 0
@@ -55,6 +57,20 @@ class SimSub:
     dropped_newer: int = 0
     dropped_waiting: int = 0
     applied: int = 0
+
+    @property
+    def epoch(self) -> int | None:
+        """The newest epoch accepted; None before the first reset."""
+        return None if self.fence.phase is Phase.PENDING else self.fence.epoch
+
+    @property
+    def source(self) -> tuple[str, str] | None:
+        return self.fence.source
+
+    @property
+    def awaiting(self) -> bool:
+        """A reset is due: the fence waits for one, or a request is unanswered."""
+        return self.fence.awaiting or self.asking
 
     def __post_init__(self) -> None:
         self.mode = str(self.query.get("mode", "window"))
