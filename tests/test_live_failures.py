@@ -14,10 +14,10 @@ import httpx
 import orjson
 import pytest
 import redis
+from lq_client import LiveClient
 
 from cluster.keys import Keys
 from cluster.partition import owner, partition_of
-from gateway.client import LiveClient
 from tests.gateway_helpers import auth, token
 from tests.live_clients import Ws, new_tenant, rows_of, wait_for
 from tests.live_cluster import LiveCluster

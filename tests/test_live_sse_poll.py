@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from lq_client.view import ViewState
 
-from gateway._client_view import ViewState
 from tests.gateway_helpers import auth, token
 from tests.live_clients import SseReader, fresh, new_tenant, rows_of
 from tests.live_cluster import LiveCluster

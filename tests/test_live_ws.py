@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from lq_client.view import ViewState
 
 from cluster.keys import Keys
 from cluster.partition import partition_of
-from gateway._client_view import ViewState
 from tests.gateway_helpers import auth, token
 from tests.live_clients import Ws, fresh, new_tenant, rows_of, wait_for
 from tests.live_cluster import LiveCluster

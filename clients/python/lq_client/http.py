@@ -1,54 +1,56 @@
-"""The HTTP data API (PROTOCOL.md section 7) for the Python client, on httpx.
+"""The HTTP data API (PROTOCOL.md section 7) of the client, on httpx.
 
-Invariant: every answer other than 2xx becomes `LiveError` with the protocol's error
-code, message and status (and `version` for a failed precondition); a gateway that
-cannot be reached is skipped for the next URL given, and only when none answers does
-the call fail (`OSError`). Nothing here imports the server.
+Invariants: every answer of an lq gateway other than 2xx raises the typed error of its
+code (`errors.error_for`); a gateway that cannot be reached (refused, unknown host,
+connect timeout) or whose answer is not an lq answer (not JSON, no error object) is
+skipped for the next URL given, and when none answers the call raises `Unavailable` at
+once. A request that may have reached a gateway (a read timeout, a dropped connection)
+is never sent again to another one: it raises `Unavailable`. A 401 is retried once, and
+only when the token callback then returns a different token.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 
-__all__ = ["HttpApi", "LiveError"]
+from ._token import TokenSource, fetch_token
+from .errors import LiveError, NotFound, Unavailable, error_for
+
+__all__ = ["HttpApi"]
 
 
-class LiveError(Exception):
-    """An error answer of the server (HTTP or live): `code` is the protocol's."""
-
-    def __init__(self, code: str, message: str, sub: str | None = None,
-                 status: int | None = None, version: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.sub = sub
-        self.status = status
-        self.version = version
+class _NotLq(Exception):
+    """What answered is not an lq gateway (the next URL is tried)."""
 
 
 class HttpApi:
-    """Row and query calls; subclasses supply `token()`."""
+    """Row and query calls against the first gateway of `urls` that answers."""
 
-    def __init__(self, urls: list[str], timeout: float) -> None:
+    def __init__(self, urls: list[str], token: TokenSource, timeout: float,
+                 connect_timeout: float) -> None:
         if not urls:
             raise ValueError("give at least one gateway URL")
         self.urls = [u.rstrip("/") for u in urls]
+        self.token_source = token
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.http: httpx.AsyncClient | None = None
         self._current = 0
 
     async def token(self) -> str:
-        raise NotImplementedError
+        """The token to send now (from the string or the callback)."""
+        return await fetch_token(self.token_source)
 
     async def __aenter__(self) -> HttpApi:
-        self.http = httpx.AsyncClient(timeout=self.timeout)
+        timeout = httpx.Timeout(self.timeout, connect=min(self.timeout, self.connect_timeout))
+        self.http = httpx.AsyncClient(timeout=timeout)
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
@@ -57,30 +59,62 @@ class HttpApi:
         self, method: str, path: str, body: Any = None, *,
         params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
     ) -> Any:
-        """One call; the decoded JSON answer, or LiveError / OSError."""
+        """One call: the decoded JSON answer, or a `LiveError` (`Unavailable` when no
+        gateway given answered)."""
         if self.http is None:
             raise RuntimeError("use the client as `async with LiveClient(...) as client`")
-        sent = {"Authorization": f"Bearer {await self.token()}", **(headers or {})}
-        content = None if body is None else json.dumps(body)
+        content = None if body is None else orjson.dumps(body)
+        sent = dict(headers or {})
         if content is not None:
             sent["Content-Type"] = "application/json"
-        last: Exception | None = None
+        token = await self.token()
+        failures: list[str] = []
         for attempt in range(len(self.urls)):
-            url = self.urls[(self._current + attempt) % len(self.urls)]
+            index = (self._current + attempt) % len(self.urls)
+            url = self.urls[index]
             try:
-                r = await self.http.request(method, url + path, content=content, params=params,
-                                            headers=sent)
-            except httpx.TransportError as e:
-                last = e
+                try:
+                    answer = await self._call(method, url + path, content, params, sent, token)
+                except LiveError as e:
+                    fresh = await self._fresh_token(e, token)
+                    if fresh is None:
+                        raise
+                    token = fresh
+                    answer = await self._call(method, url + path, content, params, sent, token)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol,
+                    _NotLq) as e:
+                failures.append(f"{url}: {e or type(e).__name__}")
                 continue
-            self._current = (self._current + attempt) % len(self.urls)
-            data = r.json() if r.content else None
-            if r.status_code >= 400:
-                err = (data or {}).get("error", {}) if isinstance(data, dict) else {}
-                raise LiveError(err.get("code", "internal"), err.get("message", r.text), None,
-                                r.status_code, err.get("version"))
+            except httpx.TransportError as e:  # it may have arrived: do not send it again
+                raise Unavailable("unavailable", f"{url}: {e!r}") from e
+            self._current = index
+            return answer
+        raise Unavailable("unavailable", "no lq gateway answered: " + "; ".join(failures))
+
+    async def _call(self, method: str, url: str, content: bytes | None,
+                    params: dict[str, str] | None, headers: dict[str, str], token: str) -> Any:
+        assert self.http is not None
+        r = await self.http.request(method, url, content=content, params=params,
+                                    headers={**headers, "Authorization": f"Bearer {token}"})
+        try:
+            data = orjson.loads(r.content) if r.content else None
+        except orjson.JSONDecodeError:
+            raise _NotLq(f"HTTP {r.status_code} with a body that is not JSON") from None
+        if r.status_code < 400:
             return data
-        raise OSError(f"no gateway answered: {last!r}")
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+            raise _NotLq(f"HTTP {r.status_code} without an lq error object")
+        version = error.get("version")
+        raise error_for(error["code"], str(error.get("message", "")), status=r.status_code,
+                        version=version if isinstance(version, int) else None)
+
+    async def _fresh_token(self, refused: LiveError, token: str) -> str | None:
+        """A new token to retry a 401 with, when the callback gives one."""
+        if refused.status != 401 or isinstance(self.token_source, str):
+            return None
+        fresh = await self.token()
+        return fresh if fresh != token else None
 
     @staticmethod
     def _row_path(entity: str, row_id: str) -> str:
@@ -119,10 +153,8 @@ class HttpApi:
         """The row (`{"id","version","row"}`), or None when there is none."""
         try:
             result: dict[str, Any] = await self.request("GET", self._row_path(entity, row_id))
-        except LiveError as e:
-            if e.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return result
 
     async def query(self, entity: str, **query: Any) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""The client's materialized list: PROTOCOL.md section 3 applied exactly, and checked.
+"""A live list: PROTOCOL.md section 3 applied exactly, and checked.
 
-Pure (no I/O, standard library only), so the Python client stays importable without the
-server's dependencies. Invariant: `apply` either moves the list to exactly what the
-protocol says, or raises `ProtocolViolation` and leaves the view marked broken (the
-client then starts the subscription over). It checks what a client may rely on: `seq`
-grows by exactly one, a subscription starts with `reset`, indexes and ids agree, a
+Pure (no I/O, the standard library only, nothing else of `lq_client` imported), so it
+can be imported where neither `websockets` nor `httpx` is installed, and any program
+that follows a subscription (this client, the server's own tests and tools) applies
+the protocol with this one module instead of restating its rules. Invariant: `apply`
+either moves the list to exactly what the protocol says, or raises `ProtocolViolation`
+(the caller then starts the subscription over). It checks what a client may rely on:
+`seq` grows by exactly one, a subscription starts with `reset`, indexes and ids agree, a
 window never holds more than `limit` rows, a row's version never goes backwards, and
 `synced` counts what the list holds.
 """

@@ -1,0 +1,155 @@
+"""One live view: a subscription's list (`view.ViewState`), its changes and its waits.
+
+Standard library only. Invariants: every message is applied to the list before it is
+queued for the iterator, so `.rows` is never behind what an iteration has yielded; the
+iterator's queue is bounded (`_CHANGES`; past it the oldest change goes and `missed`
+counts it, while `.rows` stays whole); a wait (`wait_synced`) ends with the list synced
+or with the error that refused the subscription or the reanchor, never by hanging.
+The connection (`ViewOwner`) sends its messages and is told when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from .errors import LiveError, Unavailable
+from .view import Row, ViewState
+
+__all__ = ["LiveView", "ViewOwner"]
+
+_CHANGES = 10_000  # changes kept for a view's iterator; the oldest go first past that
+
+
+class _End:
+    """Queued once the view ends: the iterator stops there."""
+
+
+_END = _End()
+
+
+class ViewOwner(Protocol):
+    """What a view needs of its client's connection."""
+
+    async def _send(self, message: dict[str, Any]) -> None: ...
+
+    def _forget(self, view: LiveView) -> None: ...
+
+
+class LiveView:
+    """One subscription: `.rows` is the list now; iterate it for every change."""
+
+    def __init__(self, owner: ViewOwner, sub: str, query: dict[str, Any]) -> None:
+        self.owner = owner
+        self.base = sub
+        self.sub = sub
+        self.query = dict(query)
+        self.state = ViewState(query.get("mode", "window") == "window", query.get("limit"))
+        self.changes: asyncio.Queue[dict[str, Any] | LiveError | _End] = asyncio.Queue()
+        self.missed = 0
+        self.restarts = 0
+        self.error: LiveError | None = None  # the last error the server sent for it
+        self.closed = False
+        self.acked = False  # `subscribed` arrived on the current connection
+        self.refusals = 0  # resubscribes refused for now (overloaded) since the last ack
+        self._limit_at_reset: int | None = None
+        self._settled = asyncio.Event()
+        self._outcome: LiveError | None = None
+
+    @property
+    def rows(self) -> list[Row]:
+        return self.state.current()
+
+    @property
+    def synced(self) -> bool:
+        return self.state.synced
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Until the list equals the query result; the error when the server refused
+        the subscription or the last reanchor, `Unavailable` past `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._settled.wait()
+        except TimeoutError:
+            raise Unavailable("unavailable", f"no snapshot of {self.sub!r} within "
+                              f"{timeout} s", sub=self.sub) from None
+        if self._outcome is not None:
+            raise self._outcome
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._changes()
+
+    async def _changes(self) -> AsyncIterator[dict[str, Any]]:
+        """Each applied message; raises a refusal that came meanwhile; ends with the view."""
+        while not self.closed or not self.changes.empty():
+            item = await self.changes.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, LiveError):
+                raise item
+            yield item
+
+    async def reanchor(self, after: str | None, limit: int | None = None) -> None:
+        """Slide the window (window mode); `after=None` goes back to the top. Wait for
+        the new window with `wait_synced()`."""
+        self.query["after"] = after
+        message: dict[str, Any] = {"type": "reanchor", "sub": self.sub, "after": after}
+        if limit is not None:
+            self.query["limit"] = limit
+            self._limit_at_reset = limit  # the old window's deltas may come before the reset
+            message["limit"] = limit
+        self._settled.clear()
+        self._outcome = None
+        await self.owner._send(message)
+
+    async def unsubscribe(self) -> None:
+        """Stop following the query; iterations of the view end."""
+        if self.closed:
+            return
+        self.owner._forget(self)
+        await self.owner._send({"type": "unsubscribe", "sub": self.sub})
+        self._end()
+
+    # -- called by the client's connection
+
+    def _push(self, item: dict[str, Any] | LiveError | _End) -> None:
+        if self.changes.qsize() >= _CHANGES:
+            self.changes.get_nowait()
+            self.missed += 1
+        self.changes.put_nowait(item)
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        """Apply one live message (ProtocolViolation leaves the caller to start over)."""
+        op = message.get("op")
+        if op == "reset" and self._limit_at_reset is not None:
+            self.state.limit, self._limit_at_reset = self._limit_at_reset, None
+        self.state.apply(message)
+        if op == "synced":
+            self._outcome = None
+            self._settled.set()
+        self._push(message)
+
+    def _refused(self, error: LiveError) -> None:
+        """The server refused what was asked (subscribe or reanchor): waits raise it,
+        and so does the iterator."""
+        self.error = error
+        self._outcome = error
+        self._settled.set()
+        self._push(error)
+
+    def _end(self, error: LiveError | None = None) -> None:
+        """The view is over (unsubscribed, refused, client closed or its token refused)."""
+        if error is not None:
+            self._refused(error)
+        self.closed = True
+        self._push(_END)
+        if not self._settled.is_set():
+            self._outcome = error or LiveError("closed", f"the view {self.sub!r} was closed",
+                                               sub=self.sub)
+            self._settled.set()
+
+    def _restart(self) -> None:
+        """A new subscription on the server (reconnect or start over): a reset is due."""
+        self.acked = False
+        self.state.restart()
