@@ -1,6 +1,8 @@
 """JSON-lines logging for the production processes: one JSON object per line on stderr.
 
-Records whose message already is a JSON object (the gateway's access lines) pass through;
+Lines are formatted by `cluster.logfmt.JsonLinesFormatter` (the one format of every lq
+process: `ts` and `level` first): structured records (the shard's events) are rendered,
+records whose message already is a JSON object (the gateway's access lines) pass through,
 anything else (uvicorn's own messages) is wrapped with its level and logger name, with
 any `token=` query parameter redacted (uvicorn logs WebSocket paths with their query).
 Writing happens on a listener thread, so the event loop never waits for stderr: the
@@ -14,38 +16,15 @@ import atexit
 import logging
 import logging.handlers
 import queue
-import re
 import sys
 import threading
-import time
 from collections.abc import Callable
 
-import orjson
+from cluster.logfmt import JsonLinesFormatter
 
 __all__ = ["configure_json_logging"]
 
 _QUEUE_SIZE = 10_000
-
-
-_TOKEN = re.compile(r"(token=)[^&\s\"']+")
-
-
-class _JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if "token=" in message:
-            message = _TOKEN.sub(r"\1***", message)
-        if message.startswith("{") and message.endswith("}"):
-            return message
-        fields = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": message,
-        }
-        if record.exc_info:
-            fields["traceback"] = self.formatException(record.exc_info)
-        return orjson.dumps(fields).decode()
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
@@ -68,7 +47,7 @@ def configure_json_logging(level: int = logging.INFO) -> Callable[[], None]:
     """Send every record to stderr as a JSON line; returns `flush`, which writes what is
     queued and stops the writer (also run at exit; safe to call more than once)."""
     out = logging.StreamHandler(sys.stderr)
-    out.setFormatter(_JsonLines())
+    out.setFormatter(JsonLinesFormatter())
     records: queue.Queue[logging.LogRecord] = queue.Queue(_QUEUE_SIZE)
     listener = logging.handlers.QueueListener(records, out)
     listener.start()

@@ -1,11 +1,16 @@
-"""Structured log events of a shard: one JSON object per line, always with the shard id."""
+"""Structured log events of a shard, always with the shard id.
+
+Each event is one record with fields `event`, `shard` and its own; the process's
+formatter (`cluster.logfmt.JsonLinesFormatter`, installed by `lq shard`) renders it as a
+JSON line with `ts` and `level` first, the format every lq process logs in.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-import orjson
+from cluster.logfmt import emit
 
 __all__ = ["Events"]
 
@@ -15,16 +20,15 @@ class Events:
         self.shard_id = shard_id
         self.log = logging.getLogger(logger)
 
-    def _emit(self, level: int, name: str, fields: dict[str, Any]) -> None:
-        if self.log.isEnabledFor(level):
-            body = {"event": name, "shard": self.shard_id, **fields}
-            self.log.log(level, orjson.dumps(body, default=str).decode())
-
     def info(self, name: str, **fields: Any) -> None:
-        self._emit(logging.INFO, name, fields)
+        emit(self.log, logging.INFO, event=name, shard=self.shard_id, **fields)
 
     def warning(self, name: str, **fields: Any) -> None:
-        self._emit(logging.WARNING, name, fields)
+        emit(self.log, logging.WARNING, event=name, shard=self.shard_id, **fields)
 
     def error(self, name: str, **fields: Any) -> None:
-        self._emit(logging.ERROR, name, fields)
+        emit(self.log, logging.ERROR, event=name, shard=self.shard_id, **fields)
+
+    def loop_error(self, loop: str, error: Exception) -> None:
+        """The `on_error` hook of `cluster.loops.guarded`."""
+        self.error("loop_error", loop=loop, error=repr(error))
