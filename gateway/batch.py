@@ -73,7 +73,7 @@ def batch_routes(ctx: Context) -> list[BaseRoute]:
     async def batch(request: Request) -> Response:
         who = ctx.principal(request)
         check_query_params(request.query_params.multi_items(), frozenset())
-        body = await read_json(request, g.max_body_bytes)
+        body = await read_json(request, g.max_body_bytes, root="")
         if not isinstance(body, dict) or not isinstance(body.get("ops"), list):
             raise InvalidRequest("the body is {\"ops\": [...]}")
         if set(body) != {"ops"}:

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 from cluster.query import parse_query
 from storage import run_query
 
-from .body import read_json
+from .body import read_query
 from .context import Context
 from .params import check_query_params
 from .routing import RawRoute
@@ -31,7 +31,7 @@ def query_routes(ctx: Context) -> list[BaseRoute]:
         entity, _ = names(request)
         who.require("read", entity)
         check_query_params(request.query_params.multi_items(), frozenset())
-        body = await read_json(request, ctx.config.gateway.max_body_bytes)
+        body = await read_query(request, ctx.config.gateway.max_body_bytes)
         signer = await ctx.signer()
         parsed = parse_query(
             body, signer=signer, limits=ctx.config.query, entity=entity, allow_mode=False

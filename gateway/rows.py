@@ -106,7 +106,7 @@ class _Rows:
         who.require("write", entity)
         ttl = self._ttl(request)
         pre = preconditions(request.headers, allow_create=True)
-        values = _object(await read_json(request, self.limits.max_body_bytes), "a row")
+        values = _object(await read_json(request, self.limits.max_body_bytes, "row"), "a row")
         if_match = await self._expected(who.tenant, entity, row_id, pre)
         result = await ctx.call(
             lambda: ctx.rows().put(
@@ -123,7 +123,8 @@ class _Rows:
         who.require("write", entity)
         ttl = self._ttl(request)
         pre = preconditions(request.headers, allow_create=False)
-        merge = _object(await read_json(request, self.limits.max_body_bytes), "a merge patch")
+        body = await read_json(request, self.limits.max_body_bytes, "patch")
+        merge = _object(body, "a merge patch")
         if_match = await self._expected(who.tenant, entity, row_id, pre)
         result = await ctx.call(
             lambda: ctx.rows().patch(

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
+from cluster import strict_json
 from cluster.errors import InvalidQuery, Unauthorized
 
 from . import wire
@@ -57,7 +58,9 @@ def query_param(request: Request) -> tuple[str, object]:
     if q is None:
         raise InvalidQuery("q", "send the query as ?q=<URL-encoded JSON>")
     try:
-        return q, orjson.loads(q)
+        return q, strict_json.loads(q)
+    except strict_json.Refused as e:
+        raise InvalidQuery(e.part() or "q", e.problem) from None
     except orjson.JSONDecodeError as e:
         raise InvalidQuery("q", f"the query is not valid JSON: {e}") from None
 

@@ -3,8 +3,11 @@
 Invariant: `parse` is total. Any text or bytes gives either one of the client message
 types below or a `WireError` (code `invalid_message`, or `invalid_query` where the
 protocol says so) whose message names what to fix; it never raises anything else and
-never touches state. Composing is byte-level: a shard's delta is encoded once, and a
-subscriber's copy is its `sub` and `seq` spliced in front of those shared bytes.
+never touches state. A message is taken exactly as written or refused
+(`cluster.strict_json`): an integer outside the signed 64-bit range, or nesting past the
+limit, is `invalid_query` inside a subscribe's `query` or a reanchor's `after`/`limit`,
+else `invalid_message`, naming where. Composing is byte-level: a shard's delta is encoded
+once, and a subscriber's copy is its `sub` and `seq` spliced in front of those shared bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from cluster import strict_json
 
 __all__ = [
     "DELTA_PREFIX",
@@ -100,10 +105,29 @@ def _sub(obj: dict[str, Any]) -> str:
     return sub
 
 
+_QUERY_PARTS = {"subscribe": ("query",), "reanchor": ("after", "limit")}
+
+
+def _refused(e: strict_json.Refused) -> WireError:
+    """The error for a message the strict JSON rules refuse, with its sub when readable."""
+    doc = e.document if isinstance(e.document, dict) else {}
+    kind, sub = doc.get("type"), doc.get("sub")
+    sub = sub if isinstance(sub, str) and 1 <= len(sub) <= MAX_SUB else None
+    head = e.path[0] if e.path else None
+    if isinstance(kind, str) and head in _QUERY_PARTS.get(kind, ()):
+        # The query's own parts are named as parse_query names them (`where.a.$gt`).
+        inner = e.path[1:] if head == "query" else e.path
+        part = strict_json.render_path("", inner) or str(head)
+        return WireError(f"{part}: {e.problem}", sub, "invalid_query")
+    return WireError(e.message(), sub)
+
+
 def parse(raw: str | bytes) -> ClientMessage:
     """One client message, or WireError saying what is wrong with it."""
     try:
-        obj = orjson.loads(raw)
+        obj = strict_json.loads(raw)
+    except strict_json.Refused as e:
+        raise _refused(e) from None
     except orjson.JSONDecodeError as e:
         raise WireError(f"the message is not valid JSON: {e}") from None
     if not isinstance(obj, dict):

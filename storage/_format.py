@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from cluster import codec
+from cluster import codec, strict_json
 from cluster.errors import InvalidQuery, InvalidRequest, InvalidRow, TooLarge
 from cluster.messages import Change
 from cluster.query import check_entity
@@ -82,14 +82,26 @@ def check_names(tenant: str, entity: str, row_id: str) -> None:
     check_id(row_id)
 
 
+def _check_numbers_and_depth(values: dict[str, Any]) -> None:
+    """InvalidRequest when the row breaks strict_json's integer or nesting rule."""
+    try:
+        strict_json.check(values, strict=False)
+    except strict_json.Refused as e:
+        raise InvalidRequest(e.message("row")) from None
+
+
 def encode_values(values: object, settings: StorageSettings) -> bytes:
-    """The framed values of a row; refuses non-objects, unencodable and oversized rows."""
+    """The framed values of a row; refuses non-objects, unencodable and oversized rows,
+    and (as the gateway does) integers outside signed 64 bits and nesting past the limit."""
     if not isinstance(values, dict):
         raise InvalidRow("a row is a JSON object")
     try:
         raw = orjson.dumps(values)
     except (orjson.JSONEncodeError, TypeError) as e:
+        _check_numbers_and_depth(values)
         raise InvalidRow(f"the row holds a value the store refuses: {e}") from e
+    if strict_json.may_break_rules(raw):
+        _check_numbers_and_depth(values)
     if len(raw) > settings.max_row_bytes:
         raise TooLarge(f"the row is {len(raw)} bytes; the limit is {settings.max_row_bytes}")
     return codec.encode_json(raw, settings.compress_above)

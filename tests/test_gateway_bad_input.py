@@ -6,6 +6,7 @@ row written before it is still there, with the same version, and nothing else ex
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,14 @@ ROWS = "/v1/entities/tasks/rows/"
 QUERY = "/v1/entities/tasks/query"
 MIB = 1024 * 1024
 IQ = "invalid_query"
+
+
+BIG = b"12345678901234567890123"
+INT_RULE = "integers must fit in signed 64 bits (-9223372036854775808 to 9223372036854775807)"
+DEPTH_RULE = "nested too deep: arrays and objects nest at most 128 levels"
+DEEP = b"[" * 300 + b"]" * 300
+# the path to the 129th level, as error messages show it (first 8 steps, last 2)
+DEEP_ROW = "row" + "[0]" * 8 + " ...118 more... [0][0]"
 
 
 @dataclass
@@ -69,6 +78,49 @@ CASES = {
     "NaN is not JSON": row(400, "invalid_request", content=b'{"a": NaN}'),
     "too deep": row(400, "invalid_request", content=b"[" * 2000 + b"]" * 2000),
     "invalid utf-8": row(400, "invalid_request", content=b'{"a": "\xff"}'),
+    # integers outside signed 64 bits and deep nesting: refused naming where, never rounded
+    "put big integer": row(400, "invalid_request", content=b'{"a": {"b": ' + BIG + b"}}",
+                           contains=f"row.a.b: {INT_RULE}; got 12345678901234567890123"),
+    "put 2**63": row(400, "invalid_request", content=b'{"n": 9223372036854775808}',
+                     contains=f"row.n: {INT_RULE}"),
+    "put -2**63-1": row(400, "invalid_request", content=b'{"n": [-9223372036854775809]}',
+                        contains=f"row.n[0]: {INT_RULE}"),
+    "put 2**64": row(400, "invalid_request", content=b'{"n": 18446744073709551616}',
+                     contains="row.n: integers must fit"),
+    "put 400 digits": row(400, "invalid_request", content=b'{"n": ' + b"9" * 400 + b"}",
+                          contains="row.n: integers must fit"),
+    "put 300-deep array": row(400, "invalid_request", content=b'{"a": ' + DEEP + b"}",
+                              contains="row.a[0][0][0][0][0][0][0] ...118 more... [0][0]: "
+                              + DEPTH_RULE),
+    "put 300-deep object": row(400, "invalid_request",
+                               content=b'{"k":' * 300 + b"1" + b"}" * 300,
+                               contains="row.k.k.k.k.k.k.k.k ...118 more... .k.k: "
+                               + DEPTH_RULE),
+    "put 300-deep array body": row(400, "invalid_request", content=DEEP,
+                                   contains=f"{DEEP_ROW}: {DEPTH_RULE}"),
+    "patch big integer": row(400, "invalid_request", "PATCH", rid="keep",
+                             content=b'{"n": ' + BIG + b"}", contains=f"patch.n: {INT_RULE}"),
+    "patch 2**63": row(400, "invalid_request", "PATCH", rid="keep",
+                       content=b'{"n": {"m": 9223372036854775808}}',
+                       contains="patch.n.m: integers must fit"),
+    "patch 300-deep": row(400, "invalid_request", "PATCH", rid="keep",
+                          content=b'{"n": ' + DEEP + b"}", contains="patch.n[0]"),
+    "batch big integer": Case(
+        "POST", "/v1/batch", 400, "invalid_request",
+        content=b'{"ops": [{"op": "put", "entity": "tasks", "id": "b1", "row": {"a": 1}},'
+                b' {"op": "patch", "entity": "tasks", "id": "keep", "row": {"x": ' + BIG
+                + b"}}]}",
+        contains=f"ops[1].row.x: {INT_RULE}"),
+    "batch -2**63-1 if_match": Case(
+        "POST", "/v1/batch", 400, "invalid_request",
+        content=b'{"ops": [{"op": "delete", "entity": "tasks", "id": "keep",'
+                b' "if_match": -9223372036854775809}]}',
+        contains="ops[0].if_match: integers must fit"),
+    "batch 300-deep": Case(
+        "POST", "/v1/batch", 400, "invalid_request",
+        content=b'{"ops": [{"op": "put", "entity": "tasks", "id": "b1", "row": {"a": '
+                + DEEP + b"}}]}",
+        contains="ops[0].row.a[0][0][0][0] ...118 more... [0][0]: " + DEPTH_RULE),
     "array body": row(422, "invalid_row", json=[1, 2]),
     "string body": row(422, "invalid_row", json="row"),
     "null body": row(422, "invalid_row", json=None, content=b"null"),
@@ -129,6 +181,27 @@ CASES = {
     "query bad cursor": query(400, IQ, {"limit": 5, "after": "AAAA"}, contains="after"),
     "query array body": query(400, IQ, []),
     "query malformed json": query(400, "invalid_request", content=b"{"),
+    "query big $gt": query(
+        400, IQ, content=b'{"where": {"price": {"$gt": ' + BIG + b'}}, "limit": 5}',
+        contains=f"where.price.$gt: {INT_RULE}"),
+    "query 2**63 in $in": query(
+        400, IQ, content=b'{"where": {"a": {"$in": [1, 9223372036854775808]}}, "limit": 5}',
+        contains="where.a.$in[1]: integers must fit"),
+    "query -2**63-1 bare": query(
+        400, IQ, content=b'{"where": {"a.b": -9223372036854775809}, "limit": 5}',
+        contains="where.a.b: integers must fit"),
+    "query big range": query(
+        400, IQ, content=b'{"where": {"a": {"$gte": 0, "$lt": 18446744073709551616}},'
+                         b' "limit": 5}', contains="where.a.$lt: integers must fit"),
+    "query big after": query(400, IQ, content=b'{"after": ' + BIG + b', "limit": 5}',
+                             contains=f"after: {INT_RULE}"),
+    "query big limit": query(400, IQ, content=b'{"limit": 9223372036854775808}',
+                             contains="limit: integers must fit"),
+    "query 300-deep value": query(
+        400, IQ, content=b'{"where": {"a": ' + DEEP + b'}, "limit": 5}',
+        contains="where.a[0][0][0][0][0][0] ...118 more... [0][0]: " + DEPTH_RULE),
+    "query 2000-deep": query(400, IQ, content=b"[" * 2000 + b"]" * 2000,
+                             contains=f"query: {DEPTH_RULE}"),
     # batches
     "batch not an object": batch(400, "invalid_request", []),
     "batch without ops": batch(400, "invalid_request", {}),
@@ -181,3 +254,26 @@ def test_a_dotted_id_is_just_an_id(shttp: httpx.Client) -> None:
     assert r.status_code == 200
     assert r.json()["id"] == "../../admin"
     assert shttp.get(ROWS + "..%2F..%2Fadmin", headers=H).json()["row"] == {"n": 1}
+
+
+EDGE_ROW = (b'{"max": 9223372036854775807, "min": -9223372036854775808,'
+            b' "f": 1.2345678901234568e+22, "g": 12345678901234567890.0,'
+            b' "deep": ' + b"[" * 127 + b"]" * 127 + b"}")
+
+
+def test_edge_values_are_stored_exactly(shttp: httpx.Client) -> None:
+    """2**63-1 and -2**63 stay integers, floats stay floats, 128 levels are accepted."""
+    headers = {**H, "Content-Type": "application/json"}
+    assert shttp.put(ROWS + "edge", content=EDGE_ROW, headers=headers).status_code == 200
+    row = json.loads(shttp.get(ROWS + "edge", headers=H).content)["row"]  # exact integers
+    assert row == json.loads(EDGE_ROW)
+    assert [type(row[k]) for k in ("max", "min", "f", "g")] == [int, int, float, float]
+    patch = b'{"max": -9223372036854775808, "deep": null}'
+    assert shttp.patch(ROWS + "edge", content=patch, headers=headers).status_code == 200
+    row = json.loads(shttp.get(ROWS + "edge", headers=H).content)["row"]
+    assert row["max"] == -(2**63) and "deep" not in row
+    where = b'{"where": {"min": -9223372036854775808, "f": {"$gt": 1.2e22}}, "limit": 5}'
+    page = shttp.post(QUERY, content=where, headers=headers).json()
+    assert [r["id"] for r in page["rows"]] == ["edge"]
+    where = b'{"where": {"max": {"$in": [9223372036854775807]}}, "limit": 5}'
+    assert shttp.post(QUERY, content=where, headers=headers).json()["rows"] == []

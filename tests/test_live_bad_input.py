@@ -137,6 +137,69 @@ async def test_invalid_query(ws: Ws, query: Any, words: str) -> None:
     await ws.subscribe("q", Q)  # it was not created: the name is still free
 
 
+# -- integers outside signed 64 bits and deep nesting: refused naming where, never rounded
+
+INT_RULE = "integers must fit in signed 64 bits (-9223372036854775808 to 9223372036854775807)"
+DEPTH_RULE = "nested too deep: arrays and objects nest at most 128 levels"
+BIG = 12345678901234567890123
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        pytest.param({"price": {"$gt": BIG}}, f"where.price.$gt: {INT_RULE}; got {BIG}",
+                     id="big-gt"),
+        pytest.param({"a": 2**63}, f"where.a: {INT_RULE}", id="2**63-bare"),
+        pytest.param({"a": {"$in": [1, -(2**63) - 1]}}, f"where.a.$in[1]: {INT_RULE}",
+                     id="big-in"),
+        pytest.param({"$or": [{"a": 1}, {"b": {"$lte": 2**64}}]},
+                     f"where.$or[1].b.$lte: {INT_RULE}", id="big-range-in-or"),
+        pytest.param({"a": deep(300)},
+                     "where.a[0][0][0][0][0][0] ...117 more... [0][0]: " + DEPTH_RULE,
+                     id="300-deep-array"),
+    ],
+)
+async def test_subscribe_with_a_refused_value(ws: Ws, where: Any, words: str) -> None:
+    query = {**Q, "where": where}
+    await _refused(ws, {"type": "subscribe", "sub": "q", "query": query}, "invalid_query", "q",
+                   words=words)
+    await ws.subscribe("q", Q)  # it was not created: the name is still free
+
+
+async def test_subscribe_with_a_big_cursor_or_limit(ws: Ws) -> None:
+    await _refused(ws, {"type": "subscribe", "sub": "q", "query": {**Q, "after": BIG}},
+                   "invalid_query", "q", words=f"after: {INT_RULE}")
+    await _refused(ws, {"type": "subscribe", "sub": "q", "query": {**Q, "limit": 2**63}},
+                   "invalid_query", "q", words=f"limit: {INT_RULE}")
+    await ws.subscribe("q", Q)
+
+
+async def test_reanchor_with_a_big_limit_keeps_the_window(ws: Ws) -> None:
+    await ws.subscribe("a", Q)
+    await _refused(ws, {"type": "reanchor", "sub": "a", "after": None, "limit": 2**63},
+                   "invalid_query", "a", words=f"limit: {INT_RULE}")
+    await _refused(ws, {"type": "reanchor", "sub": "a", "after": deep(300)},
+                   "invalid_query", "a", words=DEPTH_RULE)
+    await _refused(ws, {"type": "subscribe", "sub": "a", "query": Q}, "duplicate_subscription",
+                   "a")
+
+
+async def test_a_big_ping_is_refused_not_echoed_rounded(ws: Ws) -> None:
+    await _refused(ws, {"type": "ping", "t": BIG}, "invalid_message", words=f"t: {INT_RULE}")
+    await _refused(ws, {"type": "ping", "t": deep(300)}, "invalid_message", words=DEPTH_RULE)
+    await _refused(ws, "[" * 2000 + "]" * 2000, "invalid_message", words=DEPTH_RULE)
+    await ws.send({"type": "ping", "t": 2**63 - 1})
+    pong = await ws.until(lambda m: m["type"] == "pong" and m.get("t") != "alive")
+    assert pong == {"type": "pong", "t": 2**63 - 1}
+
+
 async def test_duplicate_sub(ws: Ws) -> None:
     await ws.subscribe("a", Q)
     await _refused(ws, {"type": "subscribe", "sub": "a", "query": Q}, "duplicate_subscription",
@@ -298,6 +361,35 @@ async def test_http_live_refusals(http: httpx.AsyncClient, path: str, params: di
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/json"
     assert r.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("path", ["/v1/sse", "/v1/poll"])
+@pytest.mark.parametrize(
+    ("q", "words"),
+    [
+        pytest.param(json.dumps({**Q, "where": {"price": {"$gt": BIG}}}),
+                     f"where.price.$gt: {INT_RULE}; got {BIG}", id="big-integer"),
+        pytest.param(json.dumps({**Q, "where": {"a": {"$in": [2**63]}}}),
+                     f"where.a.$in[0]: {INT_RULE}", id="2**63-in"),
+        pytest.param(json.dumps({**Q, "where": {"a": {"$gte": 0, "$lt": 2**64}}}),
+                     f"where.a.$lt: {INT_RULE}", id="big-range"),
+        pytest.param(json.dumps({**Q, "after": -(2**63) - 1}), f"after: {INT_RULE}",
+                     id="big-after"),
+        pytest.param(json.dumps({**Q, "where": {"a": deep(300)}}),
+                     "where.a[0][0][0][0][0][0] ...118 more... [0][0]: " + DEPTH_RULE,
+                     id="300-deep"),
+        pytest.param("[" * 2000 + "]" * 2000, f"q: {DEPTH_RULE}", id="2000-deep"),
+    ],
+)
+async def test_http_live_refuses_values_naming_where(http: httpx.AsyncClient, path: str, q: str,
+                                                     words: str) -> None:
+    r = await http.get(path, params={"q": q, "wait": "0"} if path == "/v1/poll" else {"q": q},
+                       headers=auth(token()))
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert error["code"] == "invalid_query"
+    assert words in error["message"]
 
 
 @pytest.mark.parametrize(
