@@ -232,3 +232,21 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     for bad in ({"first": 0.0}, {"first": 3.0, "cap": 1.0}, {"jitter": 1.5}, {"factor": 0.5}):
         with pytest.raises(ValueError):
             Backoff(**bad)
+
+
+@pytest.mark.parametrize("call", CALLS)
+async def test_a_callback_with_a_new_token_after_a_refusal_is_asked_again(
+        cluster: LiveCluster, call: str) -> None:
+    tenant = new_tenant()
+    stale, good = token(tenant, ttl=-120), token(tenant)
+    asked: list[str] = []
+
+    def provider() -> str:  # stale at first, as a cache that has not noticed yet
+        asked.append(good if asked else stale)
+        return asked[-1]
+
+    start = time.monotonic()
+    async with LiveClient(cluster.url(), provider) as lq:
+        await CALLS[call](lq)  # refused (401 / 4401), then again with the new token
+    assert time.monotonic() - start < AT_ONCE
+    assert asked[0] == stale and asked[1] == good

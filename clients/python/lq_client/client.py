@@ -112,7 +112,7 @@ class LiveClient(HttpApi):
             await self._group.__aexit__(None, None, None)
         if self._link.state is not LinkState.CLOSED:
             self._link.move(LinkState.CLOSED)
-        for view in [*self._views.values(), *self._pending]:
+        for view in {*self._views.values(), *self._pending}:
             view._end()
         self._views.clear()
         await super().__aexit__(*exc)
@@ -296,7 +296,7 @@ class LiveClient(HttpApi):
     def _fail(self, error: LiveError) -> None:
         """The token was refused for good: every view ends with that error."""
         self._link.move(LinkState.FAILED, error)
-        for view in [*self._views.values(), *self._pending]:
+        for view in {*self._views.values(), *self._pending}:
             self._forget(view)
             view._end(error)
 
