@@ -24,7 +24,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, at most `limit` bytes, or TooLarge."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise InvalidRequest("the Content-Length header is not a number")
         if int(declared) > limit:
             raise TooLarge(f"the body is {declared} bytes; the limit is {limit}")

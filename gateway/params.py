@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from cluster.errors import InvalidRequest
+from cluster.strict_json import INT_MAX
 
 __all__ = [
     "Preconditions",
@@ -24,7 +25,12 @@ __all__ = [
     "ttl_ms",
 ]
 
-_ETAG = re.compile(r'(?:"(\d{1,20})"|(\d{1,20}))\Z')
+# ASCII digits only (`\d` would take any Unicode digit), at most 19: a version fits in
+# signed 64 bits like every integer lq accepts.
+_ETAG = re.compile(r'(?:"([0-9]{1,19})"|([0-9]{1,19}))\Z')
+# A plain decimal number: float() alone would also take "1_000", " 5 ", "nan" and digits
+# of other scripts.
+_SECONDS = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,10 @@ class Preconditions:
 
 def _version(value: str, header: str) -> int:
     match = _ETAG.match(value.strip())
-    if match is None:
+    version = int(match.group(1) or match.group(2)) if match is not None else -1
+    if not 0 <= version <= INT_MAX:
         raise InvalidRequest(f'{header} takes one version as an ETag, e.g. {header}: "42"')
-    return int(match.group(1) or match.group(2))
+    return version
 
 
 def preconditions(headers: Mapping[str, str], *, allow_create: bool) -> Preconditions:
@@ -86,10 +93,9 @@ def parse_ttl(raw: object, max_seconds: float, where: str = "ttl") -> float | No
     if raw is None:
         return None
     if isinstance(raw, str):
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InvalidRequest(f"{where} is a number of seconds, got {raw!r}") from None
+        if _SECONDS.match(raw) is None:
+            raise InvalidRequest(f"{where} is a number of seconds, got {raw[:40]!r}")
+        value = float(raw)
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         value = float(raw)
     else:

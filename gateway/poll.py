@@ -131,7 +131,7 @@ def _wait(raw: str | None) -> float:
 def _after(raw: str | None, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidRequest(f"after is the last seq received (an integer >= 0), got {raw[:40]!r}")
     return int(raw)
 

@@ -155,9 +155,16 @@ CASES = {
     "ttl too large": row(400, "invalid_request", json={}, params={"ttl": "1e12"}),
     "ttl twice": row(400, "invalid_request", json={}, params=[("ttl", "1"), ("ttl", "2")]),
     "ttl on delete": row(400, "invalid_request", "DELETE", params={"ttl": "5"}),
+    "ttl with underscore": row(400, "invalid_request", json={}, params={"ttl": "1_0"}),
+    "ttl with spaces": row(400, "invalid_request", json={}, params={"ttl": " 5 "}),
+    "ttl arabic digit": row(400, "invalid_request", json={}, params={"ttl": "\u0665"}),
     "unknown parameter": row(400, "invalid_request", json={}, params={"tll": "5"}),
     "if-match garbage": row(400, "invalid_request", json={}, headers={"If-Match": "abc"}),
     "if-match list": row(400, "invalid_request", json={}, headers={"If-Match": '"1", "2"'}),
+    "if-match 2**63": row(400, "invalid_request", json={},
+                          headers={"If-Match": '"9223372036854775808"'}),
+    "if-match 20 digits": row(400, "invalid_request", "DELETE", rid="keep",
+                              headers={"If-Match": "18446744073709551615"}),
     "both preconditions": row(
         400, "invalid_request", json={}, headers={"If-Match": '"1"', "If-None-Match": "*"}
     ),

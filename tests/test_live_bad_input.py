@@ -409,6 +409,17 @@ async def test_poll_refusals(http: httpx.AsyncClient, params: dict[str, str], st
     assert r.json()["error"]["code"] == code
 
 
+@pytest.mark.parametrize("after", ["\u00b2", "\u0661", "1_0", "9" * 19, "-1"])
+async def test_poll_after_is_an_ascii_seq(http: httpx.AsyncClient, after: str) -> None:
+    r = await http.get("/v1/poll", params={"q": json.dumps(Q), "wait": "0"},
+                       headers=auth(token()))
+    handle = r.json()["poll"]
+    r = await http.get("/v1/poll", params={"poll": handle, "after": after, "wait": "0"},
+                       headers=auth(token()))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_request"
+
+
 async def test_a_poll_handle_of_another_tenant_is_gone(http: httpx.AsyncClient) -> None:
     a, b = token(new_tenant()), token(new_tenant())
     r = await http.get("/v1/poll", params={"q": json.dumps(Q), "wait": "5"}, headers=auth(a))
