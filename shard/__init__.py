@@ -2,23 +2,20 @@
 
 `Matcher` is the entry point: `load` rows, `subscribe`/`reanchor`/`unsubscribe`
 queries, `apply` changes; it returns `Frame`s (encoded once) and `ViewDelta`s (a frame
-plus the subscriber ids it goes to, grouped by route). The ports in `_ports` are what
-the runtime needs of storage.
+plus the subscriber ids it goes to, grouped by route). The runtime around it (ownership,
+claims, loops, publishing) is `shard.runtime`.
 """
 
 from ._collection import Collection
 from ._dispatch import Dispatch, Plan, plan_for
 from ._intervals import IntervalSet
 from ._matcher import Matcher
-from ._ports import ChangeFeed, DeltaSink, RowSource
 from ._types import Change, Frame, MatcherSettings, Message, Routes, Row, ViewDelta
 from ._view import View
 
 __all__ = [
     "Change",
-    "ChangeFeed",
     "Collection",
-    "DeltaSink",
     "Dispatch",
     "Frame",
     "IntervalSet",
@@ -28,7 +25,6 @@ __all__ = [
     "Plan",
     "Routes",
     "Row",
-    "RowSource",
     "View",
     "ViewDelta",
     "plan_for",

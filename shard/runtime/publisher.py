@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cluster.loops import cancel_requested
 from shard import ViewDelta
-from storage import DeltaFrame, Deltas
+from storage import DeltaFrame
 
 from .events import Events
-from .ownership import Ownership
+from .ports import FrameSink
 
 __all__ = ["Publisher", "PublisherStats"]
 
@@ -56,18 +57,22 @@ class _Buffer:
 
 
 class Publisher:
+    """The engine's `ports.DeltaSink`, publishing through a `ports.FrameSink`; `fence(p,
+    epoch)` says whether frames of `p` computed under `epoch` may still go out (the
+    shard's `Ownership.serving`)."""
+
     def __init__(
         self,
-        deltas: Deltas,
-        ownership: Ownership,
+        sink: FrameSink,
+        fence: Callable[[int, int], bool],
         shard_id: str,
         inc: str,
         max_bytes: int,
         events: Events,
     ) -> None:
         self.events = events
-        self.deltas = deltas
-        self.ownership = ownership
+        self.sink = sink
+        self.fence = fence
         self.shard_id = shard_id
         self.inc = inc
         self.max_bytes = max_bytes
@@ -122,7 +127,7 @@ class Publisher:
                                                    p, epoch, ())))
         for gateway, buf in buffers.items():
             for (p, epoch), groups in buf.parts.items():
-                if not self.ownership.serving(p, epoch):
+                if not self.fence(p, epoch):
                     self.stats.fenced += 1
                     continue
                 self._n[gateway] += 1
@@ -147,7 +152,7 @@ class Publisher:
         if not frames:
             return
         try:
-            added = await self.deltas.publish(frames)
+            added = await self.sink.publish(frames)
         except Exception as e:
             self.stats.errors += 1
             self.events.error("publish_failed", frames=len(frames), error=repr(e))
@@ -158,8 +163,7 @@ class Publisher:
     async def run(self) -> None:
         """Flush once per loop turn whenever something is buffered; runs until cancelled."""
         while True:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # a lost cancellation: see loops.py
+            if cancel_requested():  # a lost cancellation: see cluster.loops
                 raise asyncio.CancelledError
             await self._wake.wait()
             self._wake.clear()
