@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from cluster.loops import cancel_all, cancel_requested
 from cluster.partition import PARTITIONS, owner
 from storage import (
     Leases,
@@ -296,22 +297,7 @@ class Fleet:
 
 
 def cancelling() -> bool:
-    """Python 3.11's `asyncio.wait_for` (which redis-py sends every command through) can
-    lose a cancellation: loops check for a pending one on every turn."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
-async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel and await `tasks`, cancelling again any that a lost cancellation kept
-    running."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.05)
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: no "never retrieved" warning
+    """Python 3.11's lost-cancellation guard: `cluster.loops.cancel_requested`."""
+    return cancel_requested()
 
 
