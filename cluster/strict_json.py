@@ -2,7 +2,7 @@
 
 orjson parses an integer beyond 64 bits as the nearest double (12345678901234567890123
 becomes 1.2345678901234568e+22), keeps 2**63..2**64-1 as integers no signed 64-bit
-reader shares, and its encoder stops at 255 levels of nesting. So lq accepts:
+reader shares, and its encoder refuses nesting past 254 levels. So lq accepts:
 - integers from -2**63 to 2**63-1 (signed 64 bits); any other integer is refused,
   never rounded; a number written with a fraction or an exponent is a float and stays one;
 - at most `MAX_NESTING` levels of arrays and objects in one document (a body, a live
@@ -12,16 +12,16 @@ reader shares, and its encoder stops at 255 levels of nesting. So lq accepts:
 Invariant: `loads` returns orjson's value of a text only when that value is the text
 exactly; otherwise it raises `Refused`, whose `path` names the part at fault where it
 can be named (not past orjson's own limit of 1024 levels). `check` applies the rules to
-a value built in Python. Both stay cheap when nothing is wrong: the exact re-parse runs
-only when the text holds a run of 19 digits, the depth walk only when it holds more
-brackets than the limit.
+a value built in Python (`check_encoded` to one with its encoded text at hand). They stay
+cheap when nothing is wrong: the exact re-parse runs only when the text holds a run of 19
+digits; depth is bounded by the count of brackets, and past that answered by orjson's
+encoder limit in C; the Python walk that names the path runs only to name it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -33,8 +33,8 @@ __all__ = [
     "MAX_NESTING",
     "Refused",
     "check",
+    "check_encoded",
     "loads",
-    "may_break_rules",
     "render_path",
 ]
 
@@ -45,8 +45,6 @@ _INT_RULE = f"integers must fit in signed 64 bits ({INT_MIN} to {INT_MAX})"
 _DEPTH_RULE = f"nested too deep: arrays and objects nest at most {MAX_NESTING} levels"
 # Every integer outside the signed 64-bit range has at least 19 digits (JSON has no
 # leading zeros), so a text without such a run needs no exact re-parse.
-_LONG_DIGITS_B = re.compile(rb"[0-9]{19}")
-_LONG_DIGITS_S = re.compile(r"[0-9]{19}")
 _SHOWN_PATH = 12
 
 Segment = str | int
@@ -126,37 +124,47 @@ class _Found(Exception):
         self.problem = problem
         self.reversed_path: list[Segment] = []
 
+    def refused(self, document: Any = None) -> Refused:
+        refused = Refused(self.kind, self.problem, reversed(self.reversed_path))
+        refused.document = document
+        return refused
 
-def _walk(value: Any, depth: int, strict: bool) -> None:
+
+# What a walk looks at besides containers (and `_Wide`, which only `_exact` makes).
+_SHAPE, _INTS, _STRICT = 0, 1, 2
+
+
+def _walk(value: Any, depth: int, mode: int) -> None:
     t = type(value)
     if t is dict:
         items: Iterable[tuple[Segment, Any]] = value.items()
     elif t is list:
         items = enumerate(value)
     else:
-        _scalar(value, t, strict)
+        _scalar(value, t, mode)
         return
     if depth > MAX_NESTING:
         raise _Found("depth", _DEPTH_RULE)
+    strict_keys = mode == _STRICT and t is dict
     for key, item in items:
-        if strict and t is dict:
+        if strict_keys:
             _key(key)
         ti = type(item)
-        if ti is dict or ti is list or ti is int or ti is _Wide or strict:
+        if ti is dict or ti is list or ti is _Wide or (ti is int and mode) or mode == _STRICT:
             try:
-                _walk(item, depth + 1, strict)
+                _walk(item, depth + 1, mode)
             except _Found as found:
                 found.reversed_path.append(key)
                 raise
 
 
-def _scalar(value: Any, t: type, strict: bool) -> None:
+def _scalar(value: Any, t: type, mode: int) -> None:
     if t is int:
         if not INT_MIN <= value <= INT_MAX:
             raise _Found("integer", _int_problem(str(value)))
     elif t is _Wide:
         raise _Found("integer", _int_problem(value.text))
-    elif not strict or value is None or t is bool:
+    elif mode != _STRICT or value is None or t is bool:
         return
     elif t is float:
         if not math.isfinite(value):
@@ -181,34 +189,89 @@ def _text(text: str) -> None:
             raise _Found("value", "text holds a lone surrogate (not valid Unicode)") from None
 
 
-def _refuse(value: Any, strict: bool) -> None:
+def _refuse(value: Any, mode: int, document: Any = None) -> None:
     try:
-        _walk(value, 1, strict)
+        _walk(value, 1, mode)
     except _Found as found:
-        raise Refused(found.kind, found.problem, reversed(found.reversed_path)) from None
+        raise found.refused(document) from None
 
 
 def check(value: Any, *, strict: bool = True) -> None:
     """Refused if `value` breaks the integer or nesting rule; with `strict`, also if it is
     not plain JSON (dict with str keys, list, str, finite float, int, bool, None)."""
-    _refuse(value, strict)
+    _refuse(value, _STRICT if strict else _INTS)
 
 
-def _brackets(text: bytes | str) -> int:
-    if isinstance(text, bytes):
-        return text.count(b"[") + text.count(b"{")
-    return text.count("[") + text.count("{")
+# -- cheap tests on the text, so that a value is walked only when it may break a rule ----
+
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_RUN = b"0" * 19
 
 
-def _long_digits(text: bytes | str) -> bool:
-    if isinstance(text, bytes):
-        return _LONG_DIGITS_B.search(text) is not None
-    return _LONG_DIGITS_S.search(text) is not None
+def _as_bytes(text: bytes | str) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
 
 
-def may_break_rules(text: bytes | str) -> bool:
-    """False only when no value of JSON `text` can break the integer or nesting rule."""
-    return _long_digits(text) or _brackets(text) > MAX_NESTING
+def _long_digits(raw: bytes) -> bool:
+    """Whether `raw` holds a run of 19 digits (bytes.translate and `in` run in C)."""
+    return _RUN in raw.translate(_DIGITS_ONLY)
+
+
+def _encoder_depth() -> int | None:
+    """The deepest nesting orjson.dumps encodes (254 in orjson 3); None if none below 4096."""
+
+    def encodes(levels: int) -> bool:
+        value: Any = 0
+        for _ in range(levels):
+            value = [value]
+        try:
+            orjson.dumps(value)
+        except TypeError:
+            return False
+        return True
+
+    if encodes(4096):
+        return None
+    low, high = 0, 4096  # encodes(low), not encodes(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if encodes(mid) else (low, mid)
+    return low
+
+
+_ENCODER_DEPTH = _encoder_depth()
+
+
+def _deeper_than_allowed(value: Any, raw: bytes) -> bool:
+    """Whether `value` (encodable, as `raw` is its text) nests past MAX_NESTING.
+
+    The bracket count bounds the depth; past it, orjson's own limit answers in C: the
+    value inside enough extra arrays fails to encode exactly when it is too deep.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return False
+    if _ENCODER_DEPTH is None or _ENCODER_DEPTH <= MAX_NESTING:
+        try:
+            _walk(value, 1, _SHAPE)
+        except _Found:
+            return True
+        return False
+    for _ in range(_ENCODER_DEPTH - MAX_NESTING):
+        value = [value]
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return True
+    return False
+
+
+def check_encoded(value: Any, raw: bytes) -> None:
+    """`check(value, strict=False)` for a value that encodes as `raw`, walking it only when
+    the text shows it may break a rule (the cheap test for rows on every write)."""
+    if _long_digits(raw):
+        _refuse(value, _INTS)
+    elif _deeper_than_allowed(value, raw):
+        _refuse(value, _SHAPE)
 
 
 def _explain(text: bytes | str, error: orjson.JSONDecodeError) -> None:
@@ -216,17 +279,12 @@ def _explain(text: bytes | str, error: orjson.JSONDecodeError) -> None:
     reason = str(error)
     if reason.startswith("depth limit exceeded"):
         raise Refused("depth", _DEPTH_RULE) from None
-    if reason.startswith("number is infinity") and _long_digits(text):
+    if reason.startswith("number is infinity") and _long_digits(_as_bytes(text)):
         try:
             exact = _exact(text)
         except (ValueError, RecursionError):
             return
-        try:
-            _walk(exact, 1, False)
-        except _Found as found:
-            refused = Refused(found.kind, found.problem, reversed(found.reversed_path))
-            refused.document = exact
-            raise refused from None
+        _refuse(exact, _SHAPE, exact)
 
 
 def loads(text: bytes | str) -> Any:
@@ -237,14 +295,10 @@ def loads(text: bytes | str) -> Any:
     except orjson.JSONDecodeError as e:
         _explain(text, e)
         raise
-    try:
-        if _brackets(text) > MAX_NESTING:
-            _walk(value, 1, False)
-        if _long_digits(text):
-            exact = _exact(text)
-            _walk(exact, 1, False)
-    except _Found as found:
-        refused = Refused(found.kind, found.problem, reversed(found.reversed_path))
-        refused.document = value
-        raise refused from None
+    raw = _as_bytes(text)
+    if _deeper_than_allowed(value, raw):
+        _refuse(value, _SHAPE, value)
+    if _long_digits(raw):
+        # Integers in the signed range come out of `_exact` as ints; any other is `_Wide`.
+        _refuse(_exact(text), _SHAPE, value)
     return value

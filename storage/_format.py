@@ -82,10 +82,13 @@ def check_names(tenant: str, entity: str, row_id: str) -> None:
     check_id(row_id)
 
 
-def _check_numbers_and_depth(values: dict[str, Any]) -> None:
+def _check_numbers_and_depth(values: dict[str, Any], raw: bytes | None = None) -> None:
     """InvalidRequest when the row breaks strict_json's integer or nesting rule."""
     try:
-        strict_json.check(values, strict=False)
+        if raw is None:
+            strict_json.check(values, strict=False)
+        else:
+            strict_json.check_encoded(values, raw)
     except strict_json.Refused as e:
         raise InvalidRequest(e.message("row")) from None
 
@@ -100,8 +103,7 @@ def encode_values(values: object, settings: StorageSettings) -> bytes:
     except (orjson.JSONEncodeError, TypeError) as e:
         _check_numbers_and_depth(values)
         raise InvalidRow(f"the row holds a value the store refuses: {e}") from e
-    if strict_json.may_break_rules(raw):
-        _check_numbers_and_depth(values)
+    _check_numbers_and_depth(values, raw)
     if len(raw) > settings.max_row_bytes:
         raise TooLarge(f"the row is {len(raw)} bytes; the limit is {settings.max_row_bytes}")
     return codec.encode_json(raw, settings.compress_above)

@@ -126,6 +126,26 @@ def test_128_levels_are_accepted_and_encode_inside_an_envelope() -> None:
         assert orjson.dumps({"rows": [{"row": value}]})
 
 
+def test_the_limit_is_exact_when_brackets_are_many() -> None:
+    """More brackets than levels: orjson's encoder limit decides, exactly at 128."""
+    ok = "[" + nested(127) + ", [], {}, " + deep_object(127) + "]"
+    assert strict_json.loads(ok) == json.loads(ok)
+    e = refused("[[], " + nested(128) + "]")
+    assert e.kind == "depth" and len(e.path) == 128 and e.path[0] == 1
+    e = refused('{"a": [], "b": ' + deep_object(128) + "}")
+    assert e.path[:2] == ("b", "k") and len(e.path) == 128
+
+
+def test_check_encoded_walks_only_when_the_text_says_so() -> None:
+    for value in ({"a": [[1]] * 200}, {"n": 2**63 - 1, "s": "9" * 30}):
+        strict_json.check_encoded(value, orjson.dumps(value))
+    for value, path in (({"a": [[1]] * 200, "b": json.loads(nested(129))}, ("b",)),
+                        ({"n": [2**63]}, ("n", 0))):
+        with pytest.raises(strict_json.Refused) as info:
+            strict_json.check_encoded(value, orjson.dumps(value))
+        assert info.value.path[: len(path)] == path
+
+
 def test_many_shallow_brackets_are_fine() -> None:
     text = json.dumps({"a": [[1]] * 500, "b": [{"c": []}] * 500})
     assert strict_json.loads(text) == json.loads(text)
