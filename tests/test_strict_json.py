@@ -16,6 +16,7 @@ from cluster import strict_json
 from cluster.errors import InvalidRequest, InvalidRow
 from cluster.settings import StorageSettings
 from gateway import wire
+from storage import merge_patch
 from storage._format import encode_values
 
 BIG = ["9223372036854775808", "-9223372036854775809", "12345678901234567890123",
@@ -206,6 +207,17 @@ SETTINGS = StorageSettings()
 def test_the_store_refuses_what_the_gateway_refuses(row: dict[str, Any], where: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         encode_values(row, SETTINGS)
+    assert str(info.value).startswith(where)
+
+
+@pytest.mark.parametrize(("patch", "where"), [
+    ({"a": {"b": 2**63}}, "row.a.b"),
+    ({"a": {"c": json.loads(deep_object(300))}}, "row.a.c.k"),
+])
+def test_a_merged_patch_is_checked_as_a_row(patch: dict[str, Any], where: str) -> None:
+    merged = merge_patch({"a": {"b": 1}, "z": 2**63 - 1}, patch)
+    with pytest.raises(InvalidRequest) as info:
+        encode_values(merged, SETTINGS)
     assert str(info.value).startswith(where)
 
 
