@@ -138,10 +138,14 @@ def test_the_limit_is_exact_when_brackets_are_many() -> None:
 
 
 def test_check_encoded_walks_only_when_the_text_says_so() -> None:
-    for value in ({"a": [[1]] * 200}, {"n": 2**63 - 1, "s": "9" * 30}):
+    good: list[dict[str, Any]] = [{"a": [[1]] * 200}, {"n": 2**63 - 1, "s": "9" * 30}]
+    for value in good:
         strict_json.check_encoded(value, orjson.dumps(value))
-    for value, path in (({"a": [[1]] * 200, "b": json.loads(nested(129))}, ("b",)),
-                        ({"n": [2**63]}, ("n", 0))):
+    bad: list[tuple[dict[str, Any], tuple[Any, ...]]] = [
+        ({"a": [[1]] * 200, "b": json.loads(nested(129))}, ("b",)),
+        ({"n": [2**63]}, ("n", 0)),
+    ]
+    for value, path in bad:
         with pytest.raises(strict_json.Refused) as info:
             strict_json.check_encoded(value, orjson.dumps(value))
         assert info.value.path[: len(path)] == path
