@@ -3,11 +3,14 @@
 Invariants: every child runs in its own session, so a terminal's Ctrl-C reaches only the
 supervisor, which then stops the children in the order it chooses (gateways, then
 shards); a child is only ever signalled by its own pid: SIGTERM, then SIGKILL after
-`stop_timeout`, and always reaped. A child that exits while not being stopped is
-reported and started again after a backoff (0.5 s doubling to 30 s, reset once it has
-been ready for a minute). Each child's output is read by a thread that either echoes
-it with the child's name or only keeps the last lines, which are shown when the child
-dies or does not become ready; nothing is written to disk.
+`stop_timeout`, and always reaped. Children are started from the main thread (`tick` and
+`start_group` are called there) and wrapped by `lq._orphan_guard`, so on Linux the
+kernel SIGKILLs them if the supervisor's process dies without stopping them. A child
+that exits while not being stopped is reported and started again after a backoff (0.5 s
+doubling to 30 s, reset once it has been ready for a minute). Each child's output is
+read by a thread that either echoes it with the child's name or only keeps the last
+lines, which are shown when the child dies or does not become ready; nothing is written
+to disk.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from lq._orphan_guard import guarded
 
 __all__ = [
     "Child", "ChildSpec", "ChildState", "Printer", "Supervisor", "describe_exit", "http_ready",
@@ -95,7 +100,7 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            list(self.spec.argv), env=self.spec.env, stdin=subprocess.DEVNULL,
+            guarded(self.spec.argv), env=self.spec.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.pids.append(self.proc.pid)
