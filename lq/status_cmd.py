@@ -6,6 +6,10 @@ a partition is *unowned* when no shard is live, *unleased* when nobody holds its
 (it is being claimed, or its owner is stuck), and *moving* when its lease is held by
 another shard than its owner (a rebalance in progress, or a stale holder until its
 lease expires). Exit status: 0 when Redis answered, 1 when it did not.
+
+Which Redis: `--redis-url`, else `$LQ_REDIS_URL`, else the one of the `lq dev` running
+with the state directory (`--state-dir`, else `$LQ_DEV_STATE`, else the default), else
+the default URL.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from cluster.partition import PARTITIONS, owner
 from cluster.settings import StorageSettings, from_env
+from lq._devstate import Cluster, find_running, state_dir
 from storage import connect, redact
 from storage.status import ClusterSnapshot, read_snapshot
 
@@ -39,7 +46,10 @@ _GATEWAY_COLUMNS = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", help="Redis URL (default: $LQ_REDIS_URL or the default)")
+    parser.add_argument("--redis-url", help="Redis URL (default: $LQ_REDIS_URL, else the running "
+                                            "lq dev's, else redis://127.0.0.1:6379/0)")
+    parser.add_argument("--state-dir", help="lq dev's state directory (default: $LQ_DEV_STATE, "
+                                            "else $XDG_STATE_HOME/lq/dev or ~/.local/state/lq/dev)")
     parser.add_argument("--prefix", help="key prefix (default: $LQ_PREFIX or lq)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -60,8 +70,11 @@ def ranges(ps: Iterable[int]) -> str:
     return ",".join(out)
 
 
-def build_report(snap: ClusterSnapshot, redis_url: str) -> dict[str, Any]:
-    """The status as plain data (what `--json` prints)."""
+def build_report(
+    snap: ClusterSnapshot, redis_url: str, dev: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The status as plain data (what `--json` prints); `dev` is the running lq dev when
+    its record named the Redis."""
     live = [m.id for m in snap.shards]
     owners = {p: owner(p, live) for p in range(PARTITIONS)}
     held: dict[str, int] = {}
@@ -106,6 +119,7 @@ def build_report(snap: ClusterSnapshot, redis_url: str) -> dict[str, Any]:
             "counters": c,
         })
     return {
+        **({"dev": dev} if dev is not None else {}),
         "redis": {"url": redact(redis_url), **snap.redis},
         "shards": shards,
         "gateways": gateways,
@@ -138,7 +152,13 @@ def _table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...]) -> 
 def format_table(report: dict[str, Any]) -> str:
     """The report as the readable text `lq status` prints by default."""
     r = report["redis"]
-    lines = [f"redis    {r['url']}"]
+    lines = []
+    if "dev" in report:
+        dev = report["dev"]
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(dev["started_at"]))
+        lines.append(f"lq dev   pid {dev['pid']}, {dev['state']} since {since}, "
+                     f"{' '.join(dev['gateway_urls'])}")
+    lines.append(f"redis    {r['url']}")
     if "redis_version" in r:
         limit = r.get("maxmemory") or 0
         lines.append(
@@ -178,9 +198,19 @@ async def _read(settings: StorageSettings) -> ClusterSnapshot:
         await client.aclose()
 
 
+def _dev(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Path, Cluster | None]:
+    """The state directory, and its running lq dev when no flag or variable names a Redis."""
+    path = state_dir(args.state_dir, env)
+    if args.redis_url or env.get("LQ_REDIS_URL"):
+        return path, None
+    return path, find_running(path)
+
+
 def run(args: argparse.Namespace) -> int:
+    path, dev = _dev(args, os.environ)
+    redis_url = dev.redis_url if dev is not None else args.redis_url
     try:
-        settings = from_env(StorageSettings, os.environ, redis_url=args.redis_url,
+        settings = from_env(StorageSettings, os.environ, redis_url=redis_url,
                             prefix=args.prefix)
     except ValueError as e:
         print(f"lq status: {e}", file=sys.stderr)
@@ -189,8 +219,15 @@ def run(args: argparse.Namespace) -> int:
         snap = asyncio.run(_read(settings))
     except Exception as e:  # any Redis fault: say so, exit 1
         print(f"lq status: cannot read {redact(settings.redis_url)}: {e}", file=sys.stderr)
+        if dev is None and not (args.redis_url or os.environ.get("LQ_REDIS_URL")):
+            print(f"lq status: (no lq dev is running with the state directory {path}; "
+                  "give --redis-url or LQ_REDIS_URL)", file=sys.stderr)
         return 1
-    report = build_report(snap, settings.redis_url)
+    found = None if dev is None else {
+        "pid": dev.pid, "state": dev.state, "started_at": dev.started_at,
+        "gateway_urls": dev.gateway_urls, "state_dir": str(path),
+    }
+    report = build_report(snap, settings.redis_url, found)
     if args.json:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
