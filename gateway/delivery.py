@@ -14,9 +14,12 @@ Invariants:
   that starts with `reset` passes, so a client never sees a delta that does not follow
   from the list it holds. CLOSED is final and passes nothing.
 - **Frames.** Per (shard, incarnation) the frame counter `n` starts at 1 for each
-  gateway stream and grows by exactly one. The first frame seen from an incarnation
-  counts from 0, so a lost first frame (a subscription's first `reset`, say) is a gap
-  too. A frame whose `n` is not above the last one seen is a repeat and is dropped.
+  gateway stream and grows by exactly one. Any other `n` is a gap: a skip, or a
+  counter going backwards (which a correct shard never sends; treating it as a gap
+  re-bases the counter instead of dropping that incarnation's frames for ever). The
+  first frame seen from an incarnation counts from 0, so a lost first frame (a
+  subscription's first `reset`, say) is a gap too. The frame that shows a gap is still
+  delivered: every subscription it can concern is then waiting for a `reset`.
 - **Gaps.** A gap in an incarnation's frames may have lost any frame it sent: deltas for
   the subscriptions it last reset, the first `reset` of a subscription still waiting
   for one, or the claim `reset` of a subscription whose partition that shard now owns.
@@ -132,8 +135,7 @@ class SubFence:
 
 class FrameVerdict(enum.Enum):
     NEXT = "next"  # n is the one expected
-    GAP = "gap"  # frames before this one were lost: apply the gap policy, then this one
-    REPEAT = "repeat"  # n is not above the last one seen: drop the frame
+    GAP = "gap"  # frames may have been lost: apply the gap policy, then deliver this one
 
 
 class FrameCounters:
@@ -149,11 +151,8 @@ class FrameCounters:
         self.last: dict[Source, int] = {}
 
     def check(self, source: Source, n: int) -> FrameVerdict:
-        last = self.last.get(source, 0)
-        if n <= last:
-            return FrameVerdict.REPEAT
         last_seen = self.last
-        last_seen.pop(source, None)
+        last = last_seen.pop(source, 0)
         last_seen[source] = n
         if len(last_seen) > self.bound:
             del last_seen[next(iter(last_seen))]

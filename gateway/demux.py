@@ -5,11 +5,11 @@ Invariants:
   messages are decoded and re-encoded once, whatever the number of subscriptions on
   this gateway that it goes to;
 - per (shard, incarnation) the frame counter `n` must advance by one
-  (`gateway.delivery.FrameCounters`); a repeated frame is dropped, and when `n` skips
-  the gap policy (`gateway.delivery.gap_targets`) names the subscriptions to resync,
-  whose fences drop deltas until their `reset` arrives;
+  (`gateway.delivery.FrameCounters`); when it does not, the gap policy
+  (`gateway.delivery.gap_targets`) names the subscriptions to resync, whose fences
+  drop deltas until their `reset` arrives;
 - when the stream is gone (expired, Redis restarted) or the read position was trimmed,
-  the stream is created again and every subscription is resynced: never a silent gap;
+  the stream is created again and every subscription is resynced: never a silent gap.
 """
 
 from __future__ import annotations
@@ -76,25 +76,19 @@ class Demux:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
 
-    def _check_counter(self, frame: DeltaFrame) -> bool:
-        """Whether to deliver the frame; a gap resyncs what the gap policy names."""
+    def _check_counter(self, frame: DeltaFrame) -> None:
+        """A gap resyncs what the gap policy names."""
         source = (frame.shard, frame.inc)
         expected = self.counters.expected(source)
-        verdict = self.counters.check(source, frame.n)
-        if verdict is FrameVerdict.REPEAT:
-            self.hub.stats["repeats"] += 1
-            return False
-        if verdict is FrameVerdict.GAP:
+        if self.counters.check(source, frame.n) is FrameVerdict.GAP:
             self.hub.stats["gaps"] += 1
             hit = self.hub.resync_after_gap(source)
             log.warning(log_line(level="warning", msg="delta frame gap", shard=frame.shard,
                                  inc=frame.inc, expected=expected, got=frame.n, resync=hit))
-        return True
 
     def dispatch(self, frame: DeltaFrame) -> None:
         """Fan one frame out to its subscriptions (through the fences)."""
-        if not self._check_counter(frame):
-            return
+        self._check_counter(frame)
         self.hub.stats["frames"] += 1
         subs = self.hub.subs
         source = (frame.shard, frame.inc)

@@ -49,8 +49,7 @@ class Hub:
         self.draining = False
         self.connections = 0
         self.stats: dict[str, int] = dict.fromkeys(
-            ("subscribes", "resends", "resyncs", "gaps", "repeats", "dropped", "overflows",
-             "frames"),
+            ("subscribes", "resends", "resyncs", "gaps", "dropped", "overflows", "frames"),
             0,
         )
         self._counter = 0

@@ -266,11 +266,7 @@ class SimGateway:
     def _frame(self, f: DeltaFrame, now: float) -> None:
         key = (f.shard, f.inc)
         expected = self.counters.expected(key)
-        verdict = self.counters.check(key, f.n)
-        if verdict is FrameVerdict.REPEAT:
-            self.anomalies.append(f"{key}: n {f.n} again (expected {expected}); dropped")
-            return
-        if verdict is FrameVerdict.GAP:
+        if self.counters.check(key, f.n) is FrameVerdict.GAP:
             self.gaps += 1
             self.anomalies.append(f"{key}: gap, n {expected - 1} -> {f.n}")
             active = (s for s in self.subs.values() if s.active)
