@@ -70,8 +70,8 @@ def build_stage() -> Stage:
 
 def base_python() -> str:
     """A Python 3.11+ that the unprivileged user may run (root's pyenv is private)."""
-    for candidate in (os.path.realpath(getattr(sys, "_base_executable", sys.executable)), shutil.which("python3"),
-                      "/usr/bin/python3"):
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    for candidate in (base, shutil.which("python3"), "/usr/bin/python3"):
         if candidate and subprocess.run(
             [*as_nobody(), "sh", "-c", f"{candidate} -c 'import sys, ensurepip; "
              "assert sys.version_info >= (3, 11)'"], capture_output=True, timeout=30, cwd="/",
