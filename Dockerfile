@@ -23,6 +23,7 @@ COPY storage ./storage
 COPY shard ./shard
 COPY gateway ./gateway
 COPY lq ./lq
+COPY clients/python/lq_client ./clients/python/lq_client
 RUN /opt/lq/bin/pip install --upgrade pip \
  && /opt/lq/bin/pip install . \
  && /opt/lq/bin/lq --version

@@ -100,14 +100,15 @@ def image() -> Iterator[Image]:
     src.mkdir()
     stage = build_stage()
     for copy in stage.all("COPY"):
-        *sources, _dest = copy.split()
+        *sources, dest = copy.split()
         for name in sources:
             origin = ROOT / name
-            if origin.is_dir():
-                shutil.copytree(origin, src / name,
+            if origin.is_dir():  # `COPY dir ./dir`: the folder becomes dest
+                shutil.copytree(origin, src / dest,
                                 ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-            else:
-                shutil.copy2(origin, src / name)
+            else:  # `COPY a b ./`: into the folder dest
+                (src / dest).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, src / dest / origin.name)
     if os.geteuid() == 0:
         for path in (top, home, src):
             os.chown(path, NOBODY, NOBODY)

@@ -105,6 +105,10 @@ def test_the_build_copies_only_what_exists_and_is_not_ignored(stages: list[Stage
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), source
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    wanted = {p.rstrip("*") for p in packages["packages"]["find"]["include"]}
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]
+    tops = {p.rstrip("*") for p in find["include"] if "." not in p.rstrip("*")}
+    wanted = {str(Path(where, top)).removeprefix("./") for top in tops
+              for where in find.get("where", ["."]) if (ROOT / where / top).is_dir()}
+    assert len(wanted) == len(tops), (tops, wanted)
     assert wanted | {"pyproject.toml", "README.md"} == set(copied)
