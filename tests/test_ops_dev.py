@@ -473,9 +473,11 @@ def test_lq_token_with_no_flags_signs_with_the_running_lq_devs_secret(dev: Dev) 
                     headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert got.status_code == 404  # accepted by the gateway; tenant acme has no such row
     bare = _lq(dev.state, "token").stdout.strip()  # no flag at all: tenant dev, all data
-    got = httpx.get(f"{dev.urls[0]}/v1/entities/tasks/rows/t1",
-                    headers={"Authorization": f"Bearer {bare}"}, timeout=10)
-    assert got.status_code == 200 and got.json()["row"]["title"] == "hello"
+    url = f"{dev.urls[0]}/v1/entities/notes/rows/by-bare-token"
+    put = httpx.put(url, headers={"Authorization": f"Bearer {bare}"}, json={"n": 0}, timeout=10)
+    assert put.status_code == 200, put.text
+    got = httpx.get(url, headers={"Authorization": f"Bearer {dev.token}"}, timeout=10)
+    assert got.status_code == 200 and got.json()["row"] == {"n": 0}  # the same tenant
     # the environment wins over lq dev's secret
     other = "o" * 32
     token = _lq(dev.state, "token", LQ_JWT_SECRET=other).stdout.strip()
