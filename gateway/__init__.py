@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .auth import Authenticator, Principal
     from .breaker import BreakerState, CircuitBreaker
     from .context import GatewayConfig
-    from .openapi import spec
+    from .http.openapi import spec
 
 __all__ = [
     "Authenticator",
@@ -33,7 +33,7 @@ _WHERE = {
     "GatewayConfig": ".context",
     "Principal": ".auth",
     "create_app": ".app",
-    "spec": ".openapi",
+    "spec": ".http.openapi",
 }
 
 

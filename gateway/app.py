@@ -22,18 +22,18 @@ from starlette.responses import Response
 from cluster.errors import LiveQueryError
 
 from .access import AccessMiddleware
-from .batch import batch_routes
-from .cluster_view import LiveCollector, cluster_routes
 from .context import Context, GatewayConfig
 from .errors import error_response, http_error_response
-from .live import LiveService
-from .ops import ops_routes
-from .poll import PollHandles, poll_routes
-from .query import query_routes
-from .rows import row_routes
-from .sse import sse_routes
-from .sse_streams import SseStreams
-from .ws import ws_routes
+from .http.batch import batch_routes
+from .http.cluster_view import LiveCollector, cluster_routes
+from .http.ops import ops_routes
+from .http.query import query_routes
+from .http.rows import row_routes
+from .live.poll import PollHandles, poll_routes
+from .live.service import LiveService
+from .live.sse import sse_routes
+from .live.sse_streams import SseStreams
+from .live.ws import ws_routes
 
 __all__ = ["create_app"]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -26,6 +25,8 @@ from cluster.errors import (
     Unauthorized,
     VersionConflict,
 )
+
+from .responses import json_response
 
 __all__ = [
     "CLOSE_CODES",
@@ -118,12 +119,7 @@ def error_body(error: LiveQueryError) -> dict[str, Any]:
 
 
 def _json(status: int, error: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps({"error": error}),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+    return json_response({"error": error}, status, headers=headers)
 
 
 def error_response(error: LiveQueryError) -> Response:

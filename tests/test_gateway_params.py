@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 
 from cluster.errors import InvalidRequest
-from gateway.body import read_body
+from gateway.http.body import read_body
 from gateway.params import parse_ttl, preconditions
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.delivery import (
+from gateway.live.delivery import (
     FrameCounters,
     FrameVerdict,
     Phase,

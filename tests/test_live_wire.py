@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from lq_client.view import ProtocolViolation, ViewState
 
 from cluster.query import CursorSigner, parse_query
-from gateway import wire
-from gateway.delivery import Phase
-from gateway.mirror import Mirror
-from gateway.outbox import Outbox
-from gateway.subscription import Subscription
+from gateway.live import wire
+from gateway.live.delivery import Phase
+from gateway.live.mirror import Mirror
+from gateway.live.outbox import Outbox
+from gateway.live.subscription import Subscription
 from shard import Change, Matcher, Row
 
 SIGNER = CursorSigner(b"k" * 32)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cluster import strict_json
 from cluster.errors import InvalidRequest, InvalidRow
 from cluster.settings import StorageSettings
-from gateway import wire
+from gateway.live import wire
 from storage import merge_patch
 from storage._format import encode_values
 

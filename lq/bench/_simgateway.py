@@ -7,7 +7,7 @@ the frames on a client of its own and applies them per subscription exactly as a
 gateway plus a client would:
 
 - fence every subscription, count every incarnation's frames and answer gaps with the
-  shipped gateway's rules, by calling them: `gateway.delivery` (`SubFence`,
+  shipped gateway's rules, by calling them: `gateway.live.delivery` (`SubFence`,
   `FrameCounters`, `gap_targets`), so the shard tests prove the shard against the
   rules users run. Where the sim differs from the gateway it says so: it re-sends
   `resync` (not `reanchor`) for an unanswered reanchor (both load the registration);
@@ -33,7 +33,7 @@ import orjson
 
 from cluster.messages import Registration
 from cluster.partition import owner, partition_of
-from gateway.delivery import FrameCounters, FrameVerdict, Phase, Verdict, gap_targets
+from gateway.live.delivery import FrameCounters, FrameVerdict, Phase, Verdict, gap_targets
 from lq.bench._fleet import cancel_all, cancelling
 from lq.bench._simsub import Decoded, SimSub
 from storage import (

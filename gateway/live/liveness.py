@@ -20,7 +20,7 @@ import orjson
 
 from storage import Deltas, Membership
 
-from .access import log_line
+from ..access import log_line
 from .demux import Demux
 from .hub import Hub
 

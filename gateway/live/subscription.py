@@ -1,7 +1,7 @@
 """One client subscription on this gateway: its fence, its numbering, its mirror.
 
 The rules of delivery (the epoch fence and its lifecycle PENDING -> LIVE -> RESETTING
--> LIVE ..., CLOSED final) are `gateway.delivery.SubFence`'s; this class applies what
+-> LIVE ..., CLOSED final) are `gateway.live.delivery.SubFence`'s; this class applies what
 the fence admits to the mirror and hands it to the outbox.
 
 Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):

@@ -5,8 +5,8 @@ Invariants:
   messages are decoded and re-encoded once, whatever the number of subscriptions on
   this gateway that it goes to;
 - per (shard, incarnation) the frame counter `n` must advance by one
-  (`gateway.delivery.FrameCounters`); when it does not, the gap policy
-  (`gateway.delivery.gap_targets`) names the subscriptions to resync, whose fences
+  (`gateway.live.delivery.FrameCounters`); when it does not, the gap policy
+  (`gateway.live.delivery.gap_targets`) names the subscriptions to resync, whose fences
   drop deltas until their `reset` arrives;
 - when the stream is gone (expired, Redis restarted) or the read position was trimmed,
   the stream is created again and every subscription is resynced: never a silent gap.
@@ -22,7 +22,7 @@ import orjson
 
 from storage import DeltaFrame, Deltas, DeltaStreamGone, DeltaTrimmed
 
-from .access import log_line
+from ..access import log_line
 from .delivery import FrameCounters, FrameVerdict
 from .hub import Hub
 from .wire import delta_body

@@ -15,11 +15,11 @@ from starlette.routing import BaseRoute
 
 from storage import as_unavailable, live_shard_count
 
-from .context import Context
-from .metrics import CONTENT_TYPE
+from ..context import Context
+from ..metrics import CONTENT_TYPE
+from ..responses import json_response
+from ..routing import RawRoute
 from .openapi import spec
-from .routing import RawRoute
-from .rows import json_response
 
 __all__ = ["ops_routes"]
 

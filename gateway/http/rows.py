@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -20,9 +19,8 @@ from cluster.errors import InvalidRequest, InvalidRow, NotFound, VersionConflict
 from cluster.query import check_entity
 from storage import WriteResult, check_id
 
-from .body import read_json
-from .context import Context
-from .params import (
+from ..context import Context
+from ..params import (
     Preconditions,
     check_query_params,
     if_none_match_version,
@@ -30,18 +28,15 @@ from .params import (
     preconditions,
     ttl_ms,
 )
-from .routing import RawRoute, path_param
+from ..responses import json_response
+from ..routing import RawRoute, path_param
+from .body import read_json
 
-__all__ = ["ROW_PATH", "json_response", "names", "row_routes"]
+__all__ = ["ROW_PATH", "names", "row_routes"]
 
 ROW_PATH = "/v1/entities/{entity}/rows/{id}"
 _TTL = frozenset({"ttl"})
 _NONE: frozenset[str] = frozenset()
-
-
-def json_response(body: Any, status: int = 200, etag: int | None = None) -> Response:
-    headers = {"ETag": f'"{etag}"'} if etag is not None else None
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def names(request: Request) -> tuple[str, str]:

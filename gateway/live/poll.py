@@ -27,13 +27,13 @@ from starlette.routing import BaseRoute
 
 from cluster.errors import InvalidRequest
 
-from .errors import Gone, Overloaded
-from .live import LiveService
+from ..errors import Gone, Overloaded
+from ..params import check_query_params
+from ..responses import json_response
+from ..routing import RawRoute
+from .inputs import caller, query_param
 from .outbox import Outbox
-from .params import check_query_params
-from .routing import RawRoute
-from .rows import json_response
-from .sse import principal_of, query_param
+from .service import LiveService
 from .subscription import Subscription
 
 __all__ = ["POLL_PATH", "PollHandles", "poll_routes"]
@@ -170,7 +170,7 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
     g = live.config
 
     async def get(request: Request) -> Response:
-        who, _ = principal_of(live, request)
+        who, _ = caller(live.ctx.auth, request)
         params = request.query_params
         check_query_params(params.multi_items(), _PARAMS)
         wait = _wait(params.get("wait"))
@@ -196,7 +196,7 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
         return await _reply(handle, wait, opening=True)
 
     async def delete(request: Request) -> Response:
-        who, _ = principal_of(live, request)
+        who, _ = caller(live.ctx.auth, request)
         check_query_params(request.query_params.multi_items(), frozenset({"poll", "token"}))
         name = request.query_params.get("poll")
         if name is None:

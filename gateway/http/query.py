@@ -14,11 +14,12 @@ from starlette.routing import BaseRoute
 from cluster.query import parse_query
 from storage import run_query
 
+from ..context import Context
+from ..params import check_query_params
+from ..responses import json_response
+from ..routing import RawRoute
 from .body import read_query
-from .context import Context
-from .params import check_query_params
-from .routing import RawRoute
-from .rows import json_response, names
+from .rows import names
 
 __all__ = ["QUERY_PATH", "query_routes"]
 

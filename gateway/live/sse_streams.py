@@ -18,8 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .live import LiveService
 from .outbox import Outbox
+from .service import LiveService
 from .subscription import Subscription
 
 __all__ = ["SseStream", "SseStreams"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from cluster.settings import GatewaySettings, QueryLimits
 
-from .openapi_live import live_paths
+from ..live.openapi_live import live_paths
 
 __all__ = ["spec"]
 

@@ -19,13 +19,13 @@ from cluster.errors import InvalidRequest, LiveQueryError, NotFound, TooLarge, V
 from cluster.query import check_entity
 from storage import WriteOp, check_id, run_batch
 
-from .auth import Principal
+from ..auth import Principal
+from ..context import Context
+from ..errors import error_body, status_of
+from ..params import check_query_params, parse_ttl, ttl_ms
+from ..responses import json_response
+from ..routing import RawRoute
 from .body import read_json
-from .context import Context
-from .errors import error_body, status_of
-from .params import check_query_params, parse_ttl, ttl_ms
-from .routing import RawRoute
-from .rows import json_response
 
 __all__ = ["BATCH_PATH", "batch_routes"]
 

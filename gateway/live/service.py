@@ -25,11 +25,11 @@ from cluster.partition import partition_of
 from cluster.query import parse_query
 from storage import Deltas, Membership, Registry, connect
 
-from .access import log_line
-from .auth import Principal
-from .context import Context
+from ..access import log_line
+from ..auth import Principal
+from ..context import Context
+from ..errors import Overloaded, TooManySubscriptions
 from .demux import Demux
-from .errors import Overloaded, TooManySubscriptions
 from .hub import Hub
 from .liveness import Liveness
 from .outbox import Outbox

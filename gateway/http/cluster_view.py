@@ -20,9 +20,9 @@ from starlette.routing import BaseRoute
 from cluster.partition import PARTITIONS, owner
 from storage import MemberKind, Membership
 
-from .context import Context
-from .routing import RawRoute
-from .rows import json_response
+from ..context import Context
+from ..responses import json_response
+from ..routing import RawRoute
 
 __all__ = ["CLUSTER_PATH", "LiveCollector", "cluster_routes"]
 

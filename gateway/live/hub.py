@@ -26,8 +26,8 @@ from cluster.partition import owner
 from cluster.query import Query
 from storage import Control, Registry
 
-from .access import log_line
-from .context import Context
+from ..access import log_line
+from ..context import Context
 from .delivery import Phase, Source, gap_targets
 from .subscription import Subscription
 
@@ -147,7 +147,7 @@ class Hub:
 
     def resync_after_gap(self, source: Source) -> int:
         """A gap in that incarnation's frames: resync what the gap policy names
-        (`gateway.delivery.gap_targets`); how many."""
+        (`gateway.live.delivery.gap_targets`); how many."""
         hit = gap_targets(source, self.subs.values(), self.owner_of)
         for sub in hit:
             sub.lost()

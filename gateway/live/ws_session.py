@@ -19,12 +19,12 @@ from typing import Any
 from cluster.errors import InvalidQuery, LiveQueryError, StorageUnavailable, Unauthorized
 from cluster.query import Mode, parse_query
 
+from ..access import log_line
+from ..auth import Principal
+from ..errors import DuplicateSubscription, Overloaded, UnknownSubscription
 from . import wire
-from .access import log_line
-from .auth import Principal
-from .errors import DuplicateSubscription, Overloaded, UnknownSubscription
-from .live import LiveService
 from .outbox import Outbox
+from .service import LiveService
 from .subscription import Subscription
 
 __all__ = ["WsSession", "ws_code"]

@@ -21,11 +21,11 @@ from starlette.websockets import WebSocket
 
 from cluster.errors import Unauthorized
 
+from ..auth import bearer_token
+from ..errors import CLOSE_CODES
+from ..ratelimit import TokenBucket
 from . import wire
-from .auth import bearer_token
-from .errors import CLOSE_CODES
-from .live import LiveService
-from .ratelimit import TokenBucket
+from .service import LiveService
 from .ws_session import WsSession
 
 __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]

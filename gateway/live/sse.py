@@ -13,25 +13,21 @@ from __future__ import annotations
 import asyncio
 import time
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
-from cluster import strict_json
-from cluster.errors import InvalidQuery, Unauthorized
-
+from ..errors import Overloaded
+from ..params import check_query_params
+from ..routing import RawRoute
 from . import wire
-from .auth import Principal, bearer_token
-from .errors import Overloaded
-from .live import LiveService
+from .inputs import caller, query_param
 from .outbox import Taken
-from .params import check_query_params
-from .routing import RawRoute
+from .service import LiveService
 from .sse_streams import SseStream, SseStreams, new_name
 
-__all__ = ["SSE_PATH", "principal_of", "sse_routes"]
+__all__ = ["SSE_PATH", "sse_routes"]
 
 SSE_PATH = "/v1/sse"
 _PARAMS = frozenset({"q", "token"})
@@ -40,29 +36,6 @@ _HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def principal_of(live: LiveService, request: Request) -> tuple[Principal, float]:
-    """The caller from `Authorization: Bearer` or `?token=`, and the token's expiry."""
-    headers = request.headers
-    token = bearer_token(headers) if "authorization" in headers else request.query_params.get(
-        "token"
-    )
-    if not token:
-        raise Unauthorized("no token: send Authorization: Bearer <jwt> or ?token=<jwt>")
-    return live.ctx.auth.verify_until(token)
-
-
-def query_param(request: Request) -> tuple[str, object]:
-    q = request.query_params.get("q")
-    if q is None:
-        raise InvalidQuery("q", "send the query as ?q=<URL-encoded JSON>")
-    try:
-        return q, strict_json.loads(q)
-    except strict_json.Refused as e:
-        raise InvalidQuery(e.part() or "q", e.problem) from None
-    except orjson.JSONDecodeError as e:
-        raise InvalidQuery("q", f"the query is not valid JSON: {e}") from None
 
 
 def _event(taken: Taken, name: str) -> bytes:
@@ -157,7 +130,7 @@ class SseResponse(Response):
 
 def sse_routes(live: LiveService, streams: SseStreams) -> list[BaseRoute]:
     async def sse(request: Request) -> Response:
-        who, expires_at = principal_of(live, request)
+        who, expires_at = caller(live.ctx.auth, request)
         check_query_params(request.query_params.multi_items(), _PARAMS)
         q, raw = query_param(request)
         if live.hub.draining:
