@@ -237,24 +237,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Stop:
-    """What a signal handler does: note the signal and set the event. It must not print:
-    it runs in the main thread, which it may interrupt inside the printer's lock."""
+    """Set by SIGINT, SIGTERM or SIGHUP; polled by the main thread (an `Abort`).
+
+    The handler only stores the signal's name. It runs in the main thread between two
+    bytecodes, possibly while that thread holds a lock: the printer's, or the one inside
+    `threading.Event.wait`. Printing or `Event.set()` there would wait for that lock
+    forever, so the handler takes none, and the main thread sleeps and looks instead.
+    """
 
     def __init__(self) -> None:
-        self.event = threading.Event()
         self.signal: str | None = None
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
         del frame
         if self.signal is None:
             self.signal = signal.Signals(signum).name
-        self.event.set()
+
+    def is_set(self) -> bool:
+        return self.signal is not None
+
+    def wait(self, timeout: float) -> bool:
+        if self.signal is None:
+            time.sleep(timeout)
+        return self.signal is not None
 
 
 def _serve(args: argparse.Namespace, state: Owner, say: Callable[[str], None],
            stop: _Stop) -> int:
     redis: EmbeddedRedis | None = None
-    supervisor = Supervisor(say, echo=args.logs, abort=stop.event)
+    supervisor = Supervisor(say, echo=args.logs, abort=stop)
     code = 0
     try:
         if args.redis_url:
@@ -277,11 +288,11 @@ def _serve(args: argparse.Namespace, state: Owner, say: Callable[[str], None],
         recorded = _record(plan, "starting", redis, supervisor)
         if not (supervisor.start_group(_shard_specs(args.shards, base), args.ready_timeout)
                 and supervisor.start_group(gateways, args.ready_timeout)):
-            code = 0 if stop.event.is_set() else 1
+            code = 0 if stop.is_set() else 1
             return code
         recorded = _record(plan, "ready", redis, supervisor)
         _banner(say, plan, args)
-        while not stop.event.wait(0.25):
+        while not stop.wait(0.25):
             supervisor.tick()
             if redis is not None and redis.exited() is not None:
                 say(f"lq dev: the embedded Redis exited with {redis.exited()}: stopping")

@@ -26,11 +26,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from lq._orphan_guard import guarded
 
 __all__ = [
-    "Child", "ChildSpec", "ChildState", "Printer", "Supervisor", "describe_exit", "http_ready",
+    "Abort", "Child", "ChildSpec", "ChildState", "Printer", "Supervisor", "describe_exit",
+    "http_ready",
 ]
 
 Printer = Callable[[str], None]
@@ -56,6 +58,14 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"ended by signal {-code}"
     return f"exit {code}"
+
+
+class Abort(Protocol):
+    """Asked while waiting for readiness: set means give up (a `threading.Event` is one)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
 
 
 class ChildState(enum.Enum):
@@ -153,12 +163,12 @@ class Supervisor:
         *,
         echo: bool = False,
         stop_timeout: float = 15.0,
-        abort: threading.Event | None = None,
+        abort: Abort | None = None,
     ) -> None:
         self.say = say
         self.echo = echo
         self.stop_timeout = stop_timeout
-        self.abort = abort or threading.Event()  # set: give up waiting for readiness
+        self.abort: Abort = abort or threading.Event()
         self.children: list[Child] = []
 
     def _state(self, child: Child, state: str, extra: str = "") -> None:
