@@ -158,7 +158,10 @@ class Owner:
                 f"the state directory {path} must belong to you and be readable by you only "
                 f"(mode {stat.S_IMODE(info.st_mode):o}): chmod 700 it or choose another "
                 "with --state-dir")
-        fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise DevStateError(f"cannot open {path / _LOCK}: {e.strerror}") from e
         # a reader (lq status) holds a shared lock for a moment: try for a little while
         for _ in range(25):
             try:
@@ -166,6 +169,10 @@ class Owner:
                 return cls(path, fd)
             except BlockingIOError:
                 time.sleep(0.02)
+            except OSError as e:  # a file system without locks
+                os.close(fd)
+                raise DevStateError(f"cannot lock {path / _LOCK}: {e.strerror}; choose "
+                                    "another state directory with --state-dir") from e
         os.close(fd)
         other = find_running(path)
         who = f" (pid {other.pid}, {', '.join(other.gateway_urls)})" if other else ""
