@@ -60,8 +60,11 @@ other users of the machine can read them.
 
 _TAIL = """
 Commands that are not long-running processes take their own flags: `lq dev --help`
-(ports, number of shards and gateways, embedded Redis), `lq status --help`
-(`--redis-url`, `--prefix`, `--json`) and `lq token --help`.
+(ports, number of shards and gateways, embedded Redis, `--state-dir`), `lq status --help`
+(`--redis-url`, `--prefix`, `--json`, `--state-dir`) and `lq token --help` (`--secret`,
+`--state-dir`, `--tenant`, `--scope`). Without flags, `lq status` and `lq token` find a
+running `lq dev` through its state directory (`LQ_DEV_STATE`, else
+`$XDG_STATE_HOME/lq/dev`, else `~/.local/state/lq/dev`).
 """
 
 
