@@ -376,19 +376,26 @@ def test_a_write_is_read_back_through_each_gateway(dev: Dev) -> None:
 
 
 def test_the_readme_quickstart_prints_what_the_readme_shows(dev: Dev) -> None:
+    """The quickstart's shell block runs as written in bash (only the port and the venv's
+    path are this test's), then its Python example prints exactly the output shown."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     quickstart = readme[readme.index("## Quickstart"):]
-    curl = re.search(r"^curl -X PUT (\S+) .*\\\n\s+-d '(.*)'$", quickstart, re.M)
-    assert curl is not None
+    shell = re.search(r"```bash\n(export TOKEN=.*?)```", quickstart, re.S)
     snippet = re.search(r"```python\n(.*?)```", quickstart, re.S)
     shown = re.search(r"```\n(now: .*?)```", quickstart, re.S)
-    assert snippet is not None and shown is not None
-    auth = {"Authorization": f"Bearer {dev.token}"}
-    path = curl.group(1).removeprefix("localhost:8080")
-    written = httpx.put(dev.urls[0] + path, headers=auth, content=curl.group(2), timeout=10)
-    assert written.status_code == 200 and written.json()["id"] == "t1"
+    assert shell is not None and snippet is not None and shown is not None
+    port = dev.urls[0].rsplit(":", 1)[1]
+    script = (shell.group(1).replace("localhost:8080", f"localhost:{port}")
+              .replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
+              + '\necho\necho "TOKEN=$TOKEN"\n')  # curl ends without a newline
+    ran = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=_env(dev.state),
+                         capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    written, token_line = ran.stdout.strip().splitlines()[-2:]
+    assert json.loads(written)["id"] == "t1"
+    token = token_line.removeprefix("TOKEN=")
     code = snippet.group(1).replace("http://127.0.0.1:8080", dev.urls[0])
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TOKEN": dev.token},
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TOKEN": token},
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     printed = [line.rstrip() for line in out.stdout.splitlines()]  # `print` pads empty ids
