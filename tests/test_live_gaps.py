@@ -126,25 +126,30 @@ async def shards(standalone_url: str, gateway_id: str) -> AsyncIterator[list[Scr
             await shard.close()
 
 
+async def subscribe_through(gateway: ThreadServer, shard: ScriptedShard) -> tuple[Ws, str, int]:
+    """A WebSocket client subscribed as "a" while `shard` is the only live one: the client,
+    the registry id the gateway asked `shard` to serve, and its partition."""
+    await shard.beat()
+    tenant = new_tenant()
+    await asyncio.sleep(1.5)  # the gateway's liveness loop sees it (heartbeat period 1 s)
+    ws = await Ws.connect(gateway.url.replace("http", "ws") + "/v1/ws", token(tenant))
+    await ws.send({"type": "subscribe", "sub": "a", "query": Q})
+    ask = await shard.control()
+    assert ask["op"] == "subscribe"
+    return ws, ask["rid"], partition_of(tenant, "tasks")
+
+
 async def test_a_lost_first_snapshot_is_asked_for_again_at_the_next_frame(
     slow_resend_gateway: ThreadServer, shards: list[ScriptedShard]
 ) -> None:
     sa, _ = shards
-    await sa.beat()
-    tenant = new_tenant()
-    p = partition_of(tenant, "tasks")
-    await asyncio.sleep(1.5)  # the gateway's liveness loop sees `sa` (heartbeat period 1 s)
-    ws = await Ws.connect(slow_resend_gateway.url.replace("http", "ws") + "/v1/ws",
-                          token(tenant))
+    ws, rid, p = await subscribe_through(slow_resend_gateway, sa)
     try:
-        await ws.send({"type": "subscribe", "sub": "a", "query": Q})
-        ask = await sa.control()
-        assert ask["op"] == "subscribe"
-        await sa.snapshot(ask["rid"], p, 7, [("r1", 1)], lose=True)  # frame 1: lost
+        await sa.snapshot(rid, p, 7, [("r1", 1)], lose=True)  # frame 1: lost
         await sa.frame(p, 7, [(["nobody"], [{"type": "delta", "op": "synced", "count": 0}])])
         again = await sa.control()  # the gap (frame 2 after nothing) asks again at once
-        assert (again["op"], again["rid"]) == ("resync", ask["rid"])
-        await sa.snapshot(ask["rid"], p, 7, [("r1", 1), ("r2", 2)])
+        assert (again["op"], again["rid"]) == ("resync", rid)
+        await sa.snapshot(rid, p, 7, [("r1", 1), ("r2", 2)])
         await ws.settle(lambda: "a" in ws.views and ws.views["a"].synced, timeout=QUICK)
         assert [r.id for r in ws.views["a"].current()] == ["r1", "r2"]
     finally:
@@ -155,16 +160,8 @@ async def test_a_lost_claim_reset_is_asked_for_again_at_the_new_owners_next_fram
     slow_resend_gateway: ThreadServer, shards: list[ScriptedShard]
 ) -> None:
     sa, sb = shards
-    await sa.beat()
-    tenant = new_tenant()
-    p = partition_of(tenant, "tasks")
-    await asyncio.sleep(1.5)
-    ws = await Ws.connect(slow_resend_gateway.url.replace("http", "ws") + "/v1/ws",
-                          token(tenant))
+    ws, rid, p = await subscribe_through(slow_resend_gateway, sa)
     try:
-        await ws.send({"type": "subscribe", "sub": "a", "query": Q})
-        ask = await sa.control()
-        rid = ask["rid"]
         await sa.snapshot(rid, p, 7, [("r1", 1)])
         await ws.settle(lambda: "a" in ws.views and ws.views["a"].synced, timeout=QUICK)
         # sa dies; sb takes the partition over with a newer epoch, and its claim is lost
