@@ -4,6 +4,9 @@ Invariant: each HTTP request produces exactly one access line (method, route tem
 path, status, tenant when known, duration) and one metrics observation, whatever
 happens below, including an unexpected exception, which becomes `500 internal` here.
 Headers and the query string are never logged, so a token cannot reach the logs.
+Lines are structured records (`cluster.logfmt.emit`): the process's formatter renders
+them in the one format of every lq process (`{"ts", "level", "msg", ...}`), off the
+event loop.
 """
 
 from __future__ import annotations
@@ -13,25 +16,20 @@ import time
 import traceback
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cluster.logfmt import emit
 
 from .context import LOG_KEY
 from .errors import internal_error_response
 from .metrics import Metrics
 from .routing import ROUTE_KEY
 
-__all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "AccessMiddleware", "log_line"]
+__all__ = ["ACCESS_LOGGER", "ERROR_LOGGER", "AccessMiddleware"]
 
 ACCESS_LOGGER = "lq.gateway.access"
 ERROR_LOGGER = "lq.gateway"
 _DISCONNECTED = 499  # the client went away before an answer (nginx's convention)
-
-
-def log_line(**fields: Any) -> str:
-    """One JSON line with a UTC timestamp first."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    return orjson.dumps({"ts": stamp, **fields}, default=str).decode()
 
 
 class AccessMiddleware:
@@ -65,23 +63,16 @@ class AccessMiddleware:
             await self.app(scope, receive, send_and_note)
         except Exception as e:
             status = 500
-            self.errors.error(
-                log_line(
-                    level="error", msg="unhandled exception", method=scope["method"],
-                    path=scope["path"], error=repr(e), traceback=traceback.format_exc(),
-                )
-            )
+            emit(self.errors, logging.ERROR, msg="unhandled exception",
+                 method=scope["method"], path=scope["path"], error=repr(e),
+                 traceback=traceback.format_exc())
             if not started:
                 await internal_error_response()(scope, receive, send)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get(ROUTE_KEY, "unmatched")
             self.metrics.observe(scope["method"], route, status, elapsed)
-            if self.enabled and self.access.isEnabledFor(logging.INFO):
-                self.access.info(
-                    log_line(
-                        level="info", msg="request", method=scope["method"], route=route,
-                        path=scope["path"], status=status, tenant=fields.get("tenant"),
-                        duration_ms=round(elapsed * 1000, 3),
-                    )
-                )
+            if self.enabled:
+                emit(self.access, logging.INFO, msg="request", method=scope["method"],
+                     route=route, path=scope["path"], status=status,
+                     tenant=fields.get("tenant"), duration_ms=round(elapsed * 1000, 3))

@@ -2,7 +2,8 @@
 
 Invariant: `create_app` does no I/O; the lifespan opens the Redis client (and loads the
 cursor key) at startup, starts the live side's loops in one TaskGroup, and at shutdown
-drains the live side, cancels and awaits those loops and closes the client, so every
+drains the live side, stops those loops with `cluster.loops.cancel_all` (which cancels
+again a loop whose cancellation Python 3.11 lost) and closes the client, so every
 resource and task has one owner. Errors are answered in one place (`errors`), requests
 are logged and counted in one place (`access`).
 """
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cluster.errors import LiveQueryError
+from cluster.loops import cancel_all
 
 from .access import AccessMiddleware
 from .context import Context, GatewayConfig
@@ -55,6 +57,7 @@ def create_app(config: GatewayConfig) -> Starlette:
     streams = SseStreams(live)
     handles = PollHandles(live)
     live.on_drain += [streams.end_all, handles.end_all]
+    live.loops += [("sse reaper", streams.reap_once), ("poll reaper", handles.reap_once)]
     ctx.metrics.registry.register(LiveCollector(live.counters))
 
     @asynccontextmanager
@@ -63,21 +66,18 @@ def create_app(config: GatewayConfig) -> Starlette:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = await live.start(group)
-                tasks += [group.create_task(streams.run_reaper()),
-                          group.create_task(handles.run_reaper())]
                 try:
                     yield
                 finally:
                     await live.drain()
-                    for task in tasks:
-                        task.cancel()
+                    await cancel_all(tasks)
             await live.close()
         finally:
             await ctx.close()
 
     routes = [
         *row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx),
-        *cluster_routes(ctx, lambda: live.hub.gateway_id),
+        *cluster_routes(ctx, lambda: live.gateway_id),
         *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles),
     ]
     app = Starlette(

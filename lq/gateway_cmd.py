@@ -18,9 +18,9 @@ from types import FrameType
 
 import uvicorn
 
+from cluster.logfmt import emit
 from cluster.settings import AuthSettings, GatewaySettings, QueryLimits, StorageSettings
 from gateway import GatewayConfig, create_app
-from gateway.access import log_line
 from gateway.live import LiveService
 from lq._flags import add_settings_flags, settings_from
 from lq._jsonlog import configure_json_logging
@@ -100,10 +100,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"lq gateway: {e}", file=sys.stderr)
         return 2
     g = config.gateway
-    logging.getLogger("lq.gateway").info(
-        log_line(level="info", msg="gateway starting", host=g.host, port=g.port,
-                 redis=redact(config.storage.redis_url))
-    )
+    emit(logging.getLogger("lq.gateway"), logging.INFO, msg="gateway starting", host=g.host,
+         port=g.port, redis=redact(config.storage.redis_url))
     raise_fd_limit()
     ping = min(300.0, max(1.0, g.ws_ping_interval))
     server = _Server(

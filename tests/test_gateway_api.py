@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from cluster.keys import Keys
+from cluster.logfmt import JsonLinesFormatter
 from tests.gateway_helpers import ThreadServer, auth, token
 
 pytest_plugins = ["tests.gateway_fixtures"]
@@ -229,8 +230,14 @@ def test_metrics_count_requests_by_route_template(http: httpx.Client) -> None:
     assert "m1" not in text and "does-not-exist" not in text
 
 
+def _lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[dict[str, Any]]:
+    """The JSON lines `lq gateway` writes for `logger`'s records (its formatter's)."""
+    render = JsonLinesFormatter().format
+    return [json.loads(render(r)) for r in caplog.records if r.name == logger]
+
+
 def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "lq.gateway.access"]
+    return _lines(caplog, "lq.gateway.access")
 
 
 def test_one_json_log_line_per_request_without_the_token(
@@ -246,11 +253,14 @@ def test_one_json_log_line_per_request_without_the_token(
     lines = _access_lines(caplog)
     assert len(lines) == 2
     first, second = lines
+    assert list(first)[:3] == ["ts", "level", "msg"] and first["level"] == "info"
     assert first["method"] == "PUT" and first["status"] == 200 and first["tenant"] == "acme"
     assert first["route"] == "/v1/entities/{entity}/rows/{id}"
     assert first["duration_ms"] >= 0
     assert second["status"] == 401 and second["tenant"] is None
+    rendered = json.dumps(lines)
     assert tok not in caplog.text and "Bearer" not in caplog.text
+    assert tok not in rendered and "Bearer" not in rendered
 
 
 def test_openapi_describes_exactly_the_routes(gateway: ThreadServer, http: httpx.Client) -> None:
@@ -292,8 +302,9 @@ async def test_an_unexpected_exception_is_a_logged_500(caplog: pytest.LogCapture
             r = await client.get("/anything", headers=H)
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal", "message": "internal error"}}
-    errors = [json.loads(x.getMessage()) for x in caplog.records if x.name == "lq.gateway"]
+    errors = _lines(caplog, "lq.gateway")
     assert errors and "RuntimeError" in errors[0]["error"]
     assert _access_lines(caplog)[0]["status"] == 500
     assert 'route="unmatched",status="500"' in metrics.render().decode()
     assert H["Authorization"] not in caplog.text
+    assert H["Authorization"] not in json.dumps([*errors, *_access_lines(caplog)])

@@ -149,7 +149,8 @@ def _sub(outbox: Outbox, name: str = "s", resyncs: list[str] | None = None) -> S
     query = parse_query({"entity": "t", "limit": 5}, signer=SIGNER)
     sub = Subscription(f"gw.{name}", name, "a", 0, query, outbox, 1 << 20,
                        lambda s: (resyncs if resyncs is not None else []).append(s.rid))
-    sub.behind = False
+    sub.announce()  # as after `subscribed`: its deltas go to the outbox
+    assert not sub.behind
     return sub
 
 

@@ -9,7 +9,9 @@ Invariants:
   (`gateway.live.delivery.gap_targets`) names the subscriptions to resync, whose fences
   drop deltas until their `reset` arrives;
 - when the stream is gone (expired, Redis restarted) or the read position was trimmed,
-  the stream is created again and every subscription is resynced: never a silent gap.
+  the stream is created again and every subscription is resynced: never a silent gap;
+- `read_once` is one turn of the read loop, run under `cluster.loops.guarded` (other
+  faults are logged there and retried with backoff; cancellation always stops it).
 """
 
 from __future__ import annotations
@@ -20,22 +22,25 @@ from typing import Any
 
 import orjson
 
+from cluster.logfmt import emit
 from storage import DeltaFrame, Deltas, DeltaStreamGone, DeltaTrimmed
 
-from ..access import log_line
 from .delivery import FrameCounters, FrameVerdict
 from .hub import Hub
+from .stats import LiveStats
 from .wire import delta_body
 
 __all__ = ["Demux"]
 
 log = logging.getLogger("lq.gateway")
-_BACKOFF_MAX = 2.0
 
 
 class Demux:
-    def __init__(self, hub: Hub, deltas: Deltas, ttl_s: int, block_ms: int) -> None:
+    def __init__(
+        self, hub: Hub, stats: LiveStats, deltas: Deltas, ttl_s: int, block_ms: int
+    ) -> None:
         self.hub = hub
+        self.stats = stats
         self.deltas = deltas
         self.ttl_s = ttl_s
         self.block_ms = block_ms
@@ -48,50 +53,41 @@ class Demux:
         self.position = await self.deltas.create(self.hub.gateway_id, self.ttl_s)
         self.ready.set()
 
-    async def run(self) -> None:
-        """Read and dispatch until cancelled; faults are logged and retried with backoff."""
-        delay = 0.05
-        while True:
-            try:
-                if self.position is None:
-                    await self.create()
-                    self.hub.resync_all()
-                assert self.position is not None
-                read = await self.deltas.read(
-                    self.hub.gateway_id, self.position, count=500, block_ms=self.block_ms
-                )
-                self.position = read.position
-                for frame in read.frames:
-                    self.dispatch(frame)
-                delay = 0.05
-            except asyncio.CancelledError:
-                raise
-            except (DeltaStreamGone, DeltaTrimmed) as e:
-                log.warning(log_line(level="warning", msg="delta stream lost; resync all",
-                                     gateway=self.hub.gateway_id, error=str(e)))
-                self.position = None
-            except Exception as e:
-                log.warning(log_line(level="warning", msg="delta read failed",
-                                     error=repr(e)))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _BACKOFF_MAX)
+    async def read_once(self) -> None:
+        """Read one batch of frames (blocking up to `block_ms`) and dispatch it."""
+        try:
+            if self.position is None:
+                await self.create()
+                self.hub.resync_all()
+            assert self.position is not None
+            read = await self.deltas.read(
+                self.hub.gateway_id, self.position, count=500, block_ms=self.block_ms
+            )
+        except (DeltaStreamGone, DeltaTrimmed) as e:
+            emit(log, logging.WARNING, msg="delta stream lost; resync all",
+                 gateway=self.hub.gateway_id, error=str(e))
+            self.position = None
+            return
+        self.position = read.position
+        for frame in read.frames:
+            self.dispatch(frame)
 
     def _check_counter(self, frame: DeltaFrame) -> None:
         """A gap resyncs what the gap policy names."""
         source = (frame.shard, frame.inc)
         expected = self.counters.expected(source)
         if self.counters.check(source, frame.n) is FrameVerdict.GAP:
-            self.hub.stats["gaps"] += 1
+            self.stats.gap()
             hit = self.hub.resync_after_gap(source)
-            log.warning(log_line(level="warning", msg="delta frame gap", shard=frame.shard,
-                                 inc=frame.inc, expected=expected, got=frame.n, resync=hit))
+            emit(log, logging.WARNING, msg="delta frame gap", shard=frame.shard,
+                 inc=frame.inc, expected=expected, got=frame.n, resync=hit)
 
     def dispatch(self, frame: DeltaFrame) -> None:
         """Fan one frame out to its subscriptions (through the fences)."""
         self._check_counter(frame)
-        self.hub.stats["frames"] += 1
         subs = self.hub.subs
         source = (frame.shard, frame.inc)
+        dropped = 0
         for rids, payload in frame.groups:
             targets = [s for r in rids if (s := subs.get(r)) is not None]
             if not targets:
@@ -101,8 +97,8 @@ class Demux:
                 ops = [m["op"] for m in messages]
                 bodies = [delta_body(m) for m in messages]
             except (orjson.JSONDecodeError, KeyError, TypeError) as e:
-                log.warning(log_line(level="warning", msg="malformed delta group",
-                                     shard=frame.shard, error=repr(e)))
+                emit(log, logging.WARNING, msg="malformed delta group", shard=frame.shard,
+                     error=repr(e))
                 for sub in targets:
                     sub.lost()
                     self.hub.request_resync(sub)
@@ -110,8 +106,7 @@ class Demux:
             if not ops:
                 continue
             unit = len(payload) // len(ops) + 1
-            dropped = 0
             for sub in targets:
                 if not sub.deliver(frame.epoch, source, messages, ops, bodies, unit):
                     dropped += 1
-            self.hub.stats["dropped"] += dropped
+        self.stats.frame(dropped)

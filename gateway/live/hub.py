@@ -1,4 +1,5 @@
-"""The gateway's subscription table and its routing to shards (DESIGN.md sections 5b, 6).
+"""The gateway's subscription table, its routing to shards and its re-send schedule
+(DESIGN.md sections 5b, 6).
 
 Invariants:
 - registry ids are `<gateway-id>.<counter>`; the gateway id is unique per process start,
@@ -6,11 +7,13 @@ Invariants:
 - subscribe writes the registration (its `lq:gwsubs` entry first, in `Registry.put`)
   before the control message, and a subscription is in the table before its
   registration exists, so no `reset` can arrive for an unknown id;
-- a subscription that expects a `reset` has a deadline: when it passes, the owner is
-  recomputed from the live shards and the request is sent again (`subscribe` to a new
-  owner, else `resync`; both idempotent by registry id). With no live shard the
-  registration stays and the request waits: a shard that claims the partition serves it
-  from the registry anyway.
+- the hub alone writes the table and the schedule: a subscription that expects a
+  `reset` has a deadline here (`_Request`); the request is answered once the
+  subscription has accepted a reset since (its own `resets` count); when the deadline
+  passes first, the owner is recomputed from the live shards and the request is sent
+  again (`subscribe` to a new owner, else `reanchor` or `resync`; all idempotent by
+  registry id). With no live shard the registration stays and the request waits: a
+  shard that claims the partition serves it from the registry anyway.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
+from cluster.logfmt import emit
 from cluster.messages import Registration
 from cluster.partition import owner
 from cluster.query import Query
 from storage import Control, Registry
 
-from ..access import log_line
 from ..context import Context
 from .delivery import Phase, Source, gap_targets
+from .stats import LiveStats
 from .subscription import Subscription
 
 __all__ = ["Hub"]
@@ -38,22 +42,32 @@ _TICK = 0.1  # seconds between scans of the re-send deadlines
 _CONCURRENCY = 64  # control messages in flight at once
 
 
+class _Request:
+    """A reset this gateway waits for: re-send at `at` unless `sub` accepted one since."""
+
+    __slots__ = ("at", "resets", "sub")
+
+    def __init__(self, sub: Subscription, at: float) -> None:
+        self.sub = sub
+        self.at = at
+        self.resets = sub.resets
+
+    @property
+    def answered(self) -> bool:
+        return self.sub.resets > self.resets
+
+
 class Hub:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, stats: LiveStats) -> None:
         self.ctx = ctx
-        g = ctx.config.gateway
+        self.stats = stats
         self.gateway_id = f"gw-{secrets.token_hex(6)}"
-        self.timeout = g.subscribe_timeout
+        self.timeout = ctx.config.gateway.subscribe_timeout
         self.subs: dict[str, Subscription] = {}
         self.live: list[str] = []
-        self.draining = False
-        self.connections = 0
-        self.stats: dict[str, int] = dict.fromkeys(
-            ("subscribes", "resends", "resyncs", "gaps", "dropped", "overflows", "frames"),
-            0,
-        )
         self._counter = 0
-        self._due: dict[str, Subscription] = {}
+        self._due: dict[str, _Request] = {}
+        self._sent_to: dict[str, str] = {}  # rid -> the shard its last request went to
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(_CONCURRENCY)
 
@@ -84,8 +98,8 @@ class Hub:
 
     def expect(self, sub: Subscription, after: float | None = None) -> None:
         """`sub` waits for a reset; re-send when none came by then (default: timeout)."""
-        sub.retry_at = time.monotonic() + (self.timeout if after is None else after)
-        self._due[sub.rid] = sub
+        at = time.monotonic() + (self.timeout if after is None else after)
+        self._due[sub.rid] = _Request(sub, at)
         if after == 0:
             self._wake.set()
 
@@ -100,7 +114,7 @@ class Hub:
             self.subs.pop(sub.rid, None)
             sub.close()
             raise
-        self.stats["subscribes"] += 1
+        self.stats.subscribed()
         self.expect(sub)
         await self._send_or_later(sub, "subscribe")
 
@@ -111,8 +125,7 @@ class Hub:
         """Rewrite the registration with the new window, then ask for a new snapshot."""
         reg = self.registration(sub, query)
         await self._call(lambda: self._registry().put(sub.p, reg))
-        sub.query = query
-        sub.mirror.limit = query.limit
+        sub.reanchored(query)
         self.expect(sub)
         await self._send_or_later(sub, "reanchor")
 
@@ -124,13 +137,13 @@ class Hub:
         sub.close()
         self.subs.pop(sub.rid, None)
         self._due.pop(sub.rid, None)
-        sub.outbox.forget(sub)
         try:
             await self._call(lambda: self._registry().delete(sub.p, sub.rid, self.gateway_id))
             await self._send(sub, "unsubscribe")
         except Exception as e:
-            log.warning(log_line(level="warning", msg="unsubscribe failed", rid=sub.rid,
-                                 error=repr(e)))
+            emit(log, logging.WARNING, msg="unsubscribe failed", rid=sub.rid, error=repr(e))
+        finally:
+            self._sent_to.pop(sub.rid, None)
 
     async def unsubscribe_all(self, subs: Iterable[Subscription]) -> None:
         pending = list(subs)
@@ -142,7 +155,7 @@ class Hub:
     def request_resync(self, sub: Subscription) -> None:
         """Ask the owner for a fresh snapshot of `sub` soon (called from sync code)."""
         if not sub.closed:
-            self.stats["resyncs"] += 1
+            self.stats.resynced()
             self.expect(sub, 0)
 
     def resync_after_gap(self, source: Source) -> int:
@@ -164,16 +177,17 @@ class Hub:
         """New live set: requests sent to a shard that is gone are re-sent at once."""
         self.live = live
         alive = set(live)
-        for sub in self._due.values():
-            if sub.retry_at is not None and sub.sent_to is not None and sub.sent_to not in alive:
-                sub.retry_at = 0.0
+        for rid, request in self._due.items():
+            sent_to = self._sent_to.get(rid)
+            if sent_to is not None and sent_to not in alive and not request.answered:
+                request.at = 0.0
                 self._wake.set()
 
     async def _send(self, sub: Subscription, op: str) -> None:
         target = self.owner_of(sub.p)
         if target is None:
             return  # no live shard: a shard that claims the partition serves the registry
-        sub.sent_to = target
+        self._sent_to[sub.rid] = target
         await self._call(
             lambda: self._control().send(target, op, sub.p, sub.rid, self.gateway_id)
         )
@@ -183,37 +197,37 @@ class Hub:
         try:
             await self._send(sub, op)
         except Exception as e:
-            log.warning(log_line(level="warning", msg="control send failed", rid=sub.rid,
-                                 op=op, error=repr(e)))
+            emit(log, logging.WARNING, msg="control send failed", rid=sub.rid, op=op,
+                 error=repr(e))
 
     async def _resend(self, sub: Subscription) -> None:
         if sub.closed:
             return
         target = self.owner_of(sub.p)
-        if sub.phase is Phase.PENDING and target != sub.sent_to:
+        if sub.phase is Phase.PENDING and target != self._sent_to.get(sub.rid):
             op = "subscribe"
         elif sub.phase is Phase.LIVE:
             op = "reanchor"  # a reanchor still waiting for its reset
         else:
             op = "resync"
         self.expect(sub)
-        self.stats["resends"] += 1
+        self.stats.resent()
         await self._send_or_later(sub, op)
 
-    async def run_resends(self) -> None:
-        """Re-send requests whose reset is overdue; runs until cancelled."""
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), _TICK)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            now = time.monotonic()
-            due = []
-            for rid, sub in list(self._due.items()):
-                if sub.closed or sub.retry_at is None:
-                    del self._due[rid]
-                elif sub.retry_at <= now:
-                    due.append(sub)
-            for i in range(0, len(due), _CONCURRENCY):
-                await asyncio.gather(*(self._resend(s) for s in due[i:i + _CONCURRENCY]))
+    async def resend_due(self) -> None:
+        """One turn of the re-send loop: wait for a tick (or a wake-up), then re-send
+        the requests whose reset is overdue. Run under `cluster.loops.guarded`."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), _TICK)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+        now = time.monotonic()
+        due = []
+        for rid, request in list(self._due.items()):
+            if request.sub.closed or request.answered:
+                del self._due[rid]
+            elif request.at <= now:
+                due.append(request.sub)
+        for i in range(0, len(due), _CONCURRENCY):
+            await asyncio.gather(*(self._resend(s) for s in due[i:i + _CONCURRENCY]))

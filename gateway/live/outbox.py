@@ -1,18 +1,21 @@
 """A connection's outbound queue, bounded in messages and bytes, numbered on the way out.
 
 Invariants:
-- Entries wait without a `seq`; `take` numbers each delta with its subscription's next
-  `seq` as it hands it to the transport, so dropping queued deltas never shows the
-  client a gap: `seq` grows by exactly 1 per message the client receives.
+- Entries wait without a `seq`; `take` has each delta numbered by its subscription (the
+  one owner of `seq`) as it hands it to the transport, so dropping queued deltas never
+  shows the client a gap: `seq` grows by exactly 1 per message the client receives.
 - Overflow policy: one subscription's group of messages (one shard frame's worth, or a
   catch-up snapshot) is admitted whole while the queue is under both bounds; otherwise
-  that subscription's queued deltas are dropped and it is marked *behind*. Its mirror
-  keeps applying deltas; once the queue has drained below half its bounds, a behind
-  subscription gets `reset` + its mirror's window + `synced` (or, when the mirror cannot
-  serve, the shard is asked to resync). So the queue holds at most its bounds plus one
-  group, and nothing is lost silently.
+  that subscription's queued deltas are dropped and it falls behind (it says so itself,
+  `Queued.fell_behind`). Its mirror keeps applying deltas; once the queue has drained
+  below half its bounds, each subscription waiting for room (in the order they fell
+  behind) is asked what to send (`Queued.caught_up`: `reset` + its mirror's window +
+  `synced`, or nothing when the shard is asked to resync). So the queue holds at most
+  its bounds plus one group, and nothing is lost silently.
 - Messages without `seq` (subscribed, pong, errors) are never dropped; past twice the
   bounds `push_control` refuses, and the transport closes the connection (overloaded).
+- The outbox only queues: a subscription's counts (`seq`, `queued`) and whether it is
+  behind are the subscription's, changed through the `Queued` methods it implements.
 """
 
 from __future__ import annotations
@@ -20,14 +23,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .wire import compose
 
-if TYPE_CHECKING:
-    from .subscription import Subscription
-
-__all__ = ["Outbox", "Taken"]
+__all__ = ["Outbox", "Queued", "Taken"]
 
 Taken = tuple[str | None, int, bytes]
 """(op, or the event name given to a message without seq; seq, 0 for those; the bytes)."""
@@ -35,9 +35,34 @@ Taken = tuple[str | None, int, bytes]
 _OVERHEAD = 48  # bytes a subscriber's `sub` and `seq` add to a shared delta body
 
 
+class Queued(Protocol):
+    """What the outbox needs of a subscription (`Subscription` implements it)."""
+
+    @property
+    def sub_json(self) -> bytes: ...  # its client-side name, JSON-encoded
+
+    @property
+    def queued(self) -> int: ...  # its deltas in this outbox now
+
+    def enqueued(self, count: int) -> None:
+        """`count` of its deltas were queued."""
+
+    def numbered(self) -> int:
+        """One of its queued deltas leaves for the client: its `seq`."""
+
+    def unqueued(self) -> None:
+        """Its queued deltas were dropped (none was numbered)."""
+
+    def fell_behind(self) -> bool:
+        """Its deltas no longer fit: True if it was not behind already."""
+
+    def caught_up(self) -> list[tuple[str, bytes]] | None:
+        """There is room again: what to send it, as (op, body), or None."""
+
+
 class Outbox:
     __slots__ = (
-        "behind", "max_bytes", "max_messages", "messages", "on_overflow", "queue", "size", "wake",
+        "max_bytes", "max_messages", "messages", "on_overflow", "queue", "size", "waiting", "wake",
     )
 
     def __init__(
@@ -49,10 +74,12 @@ class Outbox:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.on_overflow = on_overflow
-        self.queue: deque[tuple[Subscription | None, str | None, bytes]] = deque()
+        self.queue: deque[tuple[Queued | None, str | None, bytes]] = deque()
         self.messages = 0
         self.size = 0
-        self.behind: dict[Subscription, None] = {}  # insertion-ordered set
+        # subscriptions to ask `caught_up` when there is room, oldest first (a set
+        # ordered by insertion); whether each is behind is its own fact
+        self.waiting: dict[Queued, None] = {}
         self.wake = asyncio.Event()
 
     def __len__(self) -> int:
@@ -69,7 +96,7 @@ class Outbox:
         self.wake.set()
         return True
 
-    def push_deltas(self, sub: Subscription, ops: Sequence[str], bodies: Sequence[bytes]) -> bool:
+    def push_deltas(self, sub: Queued, ops: Sequence[str], bodies: Sequence[bytes]) -> bool:
         """Queue one group of `sub`'s deltas whole, or overflow `sub` (False)."""
         if self.messages >= self.max_messages or self.size >= self.max_bytes:
             self.overflow(sub)
@@ -81,23 +108,28 @@ class Outbox:
             size += len(body) + _OVERHEAD
         self.messages += len(bodies)
         self.size += size
-        sub.queued += len(bodies)
+        sub.enqueued(len(bodies))
         self.wake.set()
         return True
 
-    def overflow(self, sub: Subscription) -> None:
-        """Drop `sub`'s queued deltas and mark it behind (caught up later)."""
+    def overflow(self, sub: Queued) -> None:
+        """Drop `sub`'s queued deltas; it falls behind and waits for room."""
         self.drop(sub)
-        if sub not in self.behind:
-            self.behind[sub] = None
-            sub.behind = True
+        if sub.fell_behind():
+            self.waiting[sub] = None
             if self.on_overflow is not None:
                 self.on_overflow()
 
-    def drop(self, sub: Subscription) -> None:
+    def wait_for_room(self, sub: Queued) -> None:
+        """Ask `sub` what to send as soon as the queue is below half its bounds (now,
+        if it is): how a new subscription starts, once `subscribed` is queued."""
+        self.waiting[sub] = None
+        self.catch_up()
+
+    def drop(self, sub: Queued) -> None:
         """Remove `sub`'s queued deltas (it overflowed or ended); seq is not consumed."""
         if sub.queued:
-            kept: deque[tuple[Subscription | None, str | None, bytes]] = deque()
+            kept: deque[tuple[Queued | None, str | None, bytes]] = deque()
             messages = size = 0
             for entry in self.queue:
                 if entry[0] is not sub:
@@ -105,12 +137,12 @@ class Outbox:
                     messages += 1
                     size += len(entry[2]) + (_OVERHEAD if entry[0] is not None else 0)
             self.queue, self.messages, self.size = kept, messages, size
-            sub.queued = 0
+            sub.unqueued()
 
-    def forget(self, sub: Subscription) -> None:
+    def forget(self, sub: Queued) -> None:
         """`sub` ended: nothing of it is sent any more."""
         self.drop(sub)
-        self.behind.pop(sub, None)
+        self.waiting.pop(sub, None)
 
     def take(self, max_messages: int, max_bytes: int, stop_at_synced: bool = False) -> list[Taken]:
         """Up to the given amounts of queued messages, deltas numbered; then catch up."""
@@ -124,10 +156,9 @@ class Outbox:
                 out.append((op, 0, data))
                 self.size -= len(body)
             else:
-                sub.seq += 1
-                sub.queued -= 1
-                data = compose(sub.sub_json, sub.seq, body)
-                out.append((op, sub.seq, data))
+                seq = sub.numbered()
+                data = compose(sub.sub_json, seq, body)
+                out.append((op, seq, data))
                 self.size -= len(body) + _OVERHEAD
             self.messages -= 1
             size += len(data)
@@ -141,14 +172,14 @@ class Outbox:
         return out
 
     def catch_up(self) -> None:
-        """Serve behind subscriptions while the queue is below half its bounds."""
+        """Serve waiting subscriptions while the queue is below half its bounds."""
         while (
-            self.behind
+            self.waiting
             and self.messages * 2 < self.max_messages
             and self.size * 2 < self.max_bytes
         ):
-            sub = next(iter(self.behind))
-            del self.behind[sub]
+            sub = next(iter(self.waiting))
+            del self.waiting[sub]
             snapshot = sub.caught_up()
             if snapshot is not None:
                 ops = [op for op, _ in snapshot]

@@ -9,7 +9,7 @@ tenant that made it. Invariants:
 - `wait` is clamped to 0-60 s; a newer request on the same handle ends an older one's
   wait; an unknown, expired, foreign (tenant) or other gateway's handle is `410`;
 - a handle idle (no request in progress) for `poll_lease` seconds is ended by the
-  reaper, which belongs to the lifespan's TaskGroup.
+  reaper, a loop of the live service (so it belongs to the lifespan's TaskGroup).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class PollHandles:
 
     def get(self, name: str, tenant: str) -> PollHandle:
         handle = self.by_name.get(name)
-        if handle is None or handle.tenant != tenant or self.live.hub.draining:
+        if handle is None or handle.tenant != tenant or self.live.draining:
             raise Gone("no such poll handle on this gateway (unknown, expired, or made "
                        "elsewhere); open a new one with ?q=")
         return handle
@@ -100,7 +100,7 @@ class PollHandles:
         handle.generation += 1
         handle.outbox.wake.set()
         if handle.sub is not None:
-            await self.live.hub.unsubscribe(handle.sub)
+            await self.live.unsubscribe(handle.sub)
 
     def end_all(self) -> None:
         for handle in self.by_name.values():
@@ -108,14 +108,15 @@ class PollHandles:
             handle.outbox.wake.set()
         self.by_name.clear()
 
-    async def run_reaper(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            idle = [h for h in self.by_name.values()
-                    if not h.busy and now - h.last_seen > self.lease]
-            for handle in idle:
-                await self.remove(handle)
+    async def reap_once(self) -> None:
+        """One turn of the reaper (a live service loop): a second's sleep, then end the
+        handles idle for `poll_lease`."""
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        idle = [h for h in self.by_name.values()
+                if not h.busy and now - h.last_seen > self.lease]
+        for handle in idle:
+            await self.remove(handle)
 
 
 def _wait(raw: str | None) -> float:
@@ -170,7 +171,7 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
     g = live.config
 
     async def get(request: Request) -> Response:
-        who, _ = caller(live.ctx.auth, request)
+        who, _ = caller(live.auth, request)
         params = request.query_params
         check_query_params(params.multi_items(), _PARAMS)
         wait = _wait(params.get("wait"))
@@ -184,7 +185,7 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
         if "after" in params:
             raise InvalidRequest("after goes with poll=<handle>")
         _, raw = query_param(request)
-        if live.hub.draining:
+        if live.draining:
             raise Overloaded("the gateway is shutting down; poll another")
         if len(handles.by_name) >= g.max_connections:
             raise Overloaded("this gateway holds its maximum of poll handles; try later")
@@ -196,7 +197,7 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
         return await _reply(handle, wait, opening=True)
 
     async def delete(request: Request) -> Response:
-        who, _ = caller(live.ctx.auth, request)
+        who, _ = caller(live.auth, request)
         check_query_params(request.query_params.multi_items(), frozenset({"poll", "token"}))
         name = request.query_params.get("poll")
         if name is None:

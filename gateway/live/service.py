@@ -1,11 +1,16 @@
 """The live half of a gateway: wiring, lifecycle and drain of everything behind /v1/ws,
-/v1/sse and /v1/poll.
+/v1/sse and /v1/poll, and the one face the transports talk to.
 
 Invariants:
-- every background task (delta reader, heartbeat, notices, re-sends, SSE and poll
-  reapers) belongs to the lifespan's TaskGroup and is cancelled and awaited at shutdown;
+- every background task (delta reader, heartbeat, notices, re-sends, the transports'
+  reapers) is a loop under `cluster.loops.guarded`, started in the lifespan's
+  TaskGroup, and stopped with `cluster.loops.cancel_all` (so a cancellation lost in
+  Python 3.11's `wait_for` cannot keep one running);
 - Redis connections: the app's command client, plus exactly two clients kept for
   blocking reads (delta stream, membership notices), closed here;
+- this service alone owns the open connections, the drain state and the counters
+  (`LiveStats`, counted through its methods by the hub, the demux and the outboxes);
+  transports ask it, never the hub;
 - opening a subscription is one path for every transport: the query is validated and
   the scope checked before anything is registered, and the limits (per connection and
   per gateway) are checked before anything is written;
@@ -17,31 +22,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
-from cluster.errors import Forbidden, StorageUnavailable
+from cluster.errors import Forbidden, InvalidQuery, StorageUnavailable
+from cluster.logfmt import emit
+from cluster.loops import guarded
 from cluster.partition import partition_of
-from cluster.query import parse_query
+from cluster.query import Mode, Query, parse_query
 from storage import Deltas, Membership, Registry, connect
 
-from ..access import log_line
-from ..auth import Principal
+from ..auth import Authenticator, Principal
 from ..context import Context
 from ..errors import Overloaded, TooManySubscriptions
 from .demux import Demux
 from .hub import Hub
 from .liveness import Liveness
 from .outbox import Outbox
+from .stats import LiveStats
 from .subscription import Subscription
 
 __all__ = ["Closable", "LiveService"]
 
 log = logging.getLogger("lq.gateway")
+Loop = tuple[str, Callable[[], Awaitable[None]]]
+"""(name for the logs, one turn of the loop)."""
 
 
 class Closable(Protocol):
-    """A live connection that drain can end (a WebSocket session, an SSE stream)."""
+    """A live connection that drain can end (a WebSocket session, an SSE response)."""
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -50,14 +59,17 @@ class LiveService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.config = ctx.config.gateway
-        self.hub = Hub(ctx)
-        self.connections: set[Closable] = set()
-        self.on_drain: list[Callable[[], None]] = []
+        self.auth: Authenticator = ctx.auth
+        self.stats = LiveStats()
+        self.hub = Hub(ctx, self.stats)
+        self.on_drain: list[Callable[[], None]] = []  # the transports' end-everything hooks
+        self.loops: list[Loop] = []  # the transports' own loops (reapers)
         self.demux: Demux | None = None
         self.liveness: Liveness | None = None
+        self._connections: set[Closable] = set()
         self._clients: list[Any] = []
+        self._draining = False
         self._drained = asyncio.Event()
-        self._drain_started = False
         self._drain_requested = asyncio.Event()
         self._after_drain: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,7 +78,7 @@ class LiveService:
 
     async def start(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """Open the blocking-read clients and start every loop in `group` (returned, so
-        the owner can cancel them)."""
+        the owner can stop them with `cluster.loops.cancel_all`)."""
         storage, g = self.ctx.config.storage, self.config
         timeout = max(g.delta_block_ms / 1000, 1.0) + g.redis_timeout + 1
         reader, noticer = (
@@ -75,25 +87,36 @@ class LiveService:
             for _ in range(2)
         )
         self._clients = [reader, noticer]
-        self.demux = Demux(self.hub, Deltas(reader, storage.prefix), g.delta_ttl_s,
-                           g.delta_block_ms)
+        demux = self.demux = Demux(self.hub, self.stats, Deltas(reader, storage.prefix),
+                                   g.delta_ttl_s, g.delta_block_ms)
         membership = Membership(self.ctx.redis(), storage.prefix)
-        self.liveness = Liveness(self.hub, membership, Membership(noticer, storage.prefix),
-                                 Deltas(self.ctx.redis(), storage.prefix), self.demux,
-                                 self.counters)
+        liveness = self.liveness = Liveness(
+            self.hub, membership, Membership(noticer, storage.prefix),
+            Deltas(self.ctx.redis(), storage.prefix), demux, self.counters,
+        )
         try:
-            await asyncio.wait_for(self.demux.create(), g.redis_timeout * 2)
-            await asyncio.wait_for(self.liveness.beat(), g.redis_timeout * 2)
+            await asyncio.wait_for(demux.create(), g.redis_timeout * 2)
+            await asyncio.wait_for(liveness.beat(), g.redis_timeout * 2)
         except Exception as e:  # Redis away: the loops keep trying
-            log.warning(log_line(level="warning", msg="live start without Redis", error=repr(e)))
+            emit(log, logging.WARNING, msg="live start without Redis", error=repr(e))
         self._loop = asyncio.get_running_loop()
-        return [
+        period = liveness.period
+        tasks = [
             group.create_task(self._drain_when_asked()),
-            group.create_task(self.demux.run()),
-            group.create_task(self.liveness.run_heartbeat()),
-            group.create_task(self.liveness.run_notices()),
-            group.create_task(self.hub.run_resends()),
+            group.create_task(self._guard("delta read", demux.read_once)),
+            group.create_task(self._guard("heartbeat", liveness.heartbeat_once,
+                                          backoff_s=period, backoff_max_s=period)),
+            group.create_task(self._guard("notice read", liveness.notices_once)),
+            group.create_task(self._guard("resends", self.hub.resend_due)),
         ]
+        tasks += [group.create_task(self._guard(name, body)) for name, body in self.loops]
+        return tasks
+
+    def _guard(self, name: str, body: Callable[[], Awaitable[None]],
+               backoff_s: float = 0.05, backoff_max_s: float = 2.0
+               ) -> Coroutine[Any, Any, None]:
+        return guarded(name, body, on_error=_loop_failed, backoff_s=backoff_s,
+                       backoff_max_s=backoff_max_s)
 
     async def close(self) -> None:
         """Close the blocking-read clients (after the loops using them have ended)."""
@@ -101,17 +124,35 @@ class LiveService:
             await client.aclose()
         self._clients = []
 
+    @property
+    def gateway_id(self) -> str:
+        return self.hub.gateway_id
+
     def counters(self) -> dict[str, Any]:
-        hub = self.hub
+        """What `/v1/cluster`, `lq status` and the `lq_live_*` metrics read."""
         return {
-            "gateway": hub.gateway_id,
-            "connections": hub.connections,
-            "subscriptions": len(hub.subs),
-            **hub.stats,
-            "draining": hub.draining,
+            "gateway": self.hub.gateway_id,
+            "connections": len(self._connections),
+            "subscriptions": len(self.hub.subs),
+            **self.stats.as_dict(),
+            "draining": self._draining,
         }
 
-    # -- drain
+    # -- connections and drain
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def full(self) -> bool:
+        """Whether the gateway holds its maximum of connections."""
+        return len(self._connections) >= self.config.max_connections
+
+    def connected(self, conn: Closable) -> None:
+        self._connections.add(conn)
+
+    def disconnected(self, conn: Closable) -> None:
+        self._connections.discard(conn)
 
     def request_drain(self, done: Callable[[], None]) -> None:
         """From a signal handler: drain, then call `done` (which lets the server exit)."""
@@ -126,22 +167,23 @@ class LiveService:
         try:
             await asyncio.wait_for(self.drain(), self.config.drain_timeout)
         except Exception as e:
-            log.warning(log_line(level="warning", msg="drain incomplete", error=repr(e)))
+            emit(log, logging.WARNING, msg="drain incomplete", error=repr(e))
         if self._after_drain is not None:
             self._after_drain()
 
     async def drain(self) -> None:
         """Stop accepting, end every connection, remove this gateway's registrations."""
-        if self._drain_started:
+        if self._draining:
             await self._drained.wait()
             return
-        self._drain_started = True
+        self._draining = True
         hub = self.hub
-        hub.draining = True
-        log.info(log_line(level="info", msg="gateway draining", gateway=hub.gateway_id,
-                          connections=hub.connections, subscriptions=len(hub.subs)))
+        if self.liveness is not None:
+            self.liveness.stop()
+        emit(log, logging.INFO, msg="gateway draining", gateway=hub.gateway_id,
+             connections=len(self._connections), subscriptions=len(hub.subs))
         try:
-            for conn in list(self.connections):
+            for conn in list(self._connections):
                 conn.close(1001, "the gateway is shutting down; reconnect")
             for hook in self.on_drain:
                 hook()
@@ -152,25 +194,21 @@ class LiveService:
             if self.liveness is not None:
                 await self.liveness.leave()
         except Exception as e:
-            log.warning(log_line(level="warning", msg="drain failed", error=repr(e)))
+            emit(log, logging.WARNING, msg="drain failed", error=repr(e))
         finally:
             self._drained.set()
 
-    # -- opening subscriptions
+    # -- subscriptions
 
     def new_outbox(self) -> Outbox:
         """A connection's outbound queue with the configured bounds."""
-        stats = self.hub.stats
-
-        def overflowed() -> None:
-            stats["overflows"] += 1
-
-        return Outbox(self.config.outbox_max_messages, self.config.outbox_max_bytes, overflowed)
+        g = self.config
+        return Outbox(g.outbox_max_messages, g.outbox_max_bytes, self.stats.overflowed)
 
     def check_room(self, connection_subs: int) -> None:
         """Refuse a new subscription past the per-connection or per-gateway limit."""
         g = self.config
-        if self.hub.draining:
+        if self._draining:
             raise Overloaded("the gateway is shutting down; reconnect to another")
         if connection_subs >= g.max_subscriptions_per_connection:
             raise TooManySubscriptions(
@@ -180,17 +218,20 @@ class LiveService:
         if len(self.hub.subs) >= g.max_subscriptions:
             raise Overloaded("this gateway holds its maximum of subscriptions; try later")
 
+    async def _parse(self, raw_query: Any, doing: str) -> Query:
+        try:
+            signer = await self.ctx.signer()
+        except StorageUnavailable as e:
+            raise Overloaded(f"cannot {doing} now: {e}") from e
+        return parse_query(raw_query, signer=signer, limits=self.ctx.config.query)
+
     async def open(
         self, who: Principal, sub: str, raw_query: Any, outbox: Outbox
     ) -> Subscription:
         """Validate, check scope, register and request the snapshot of a subscription.
 
         Raises InvalidQuery, Forbidden, or Overloaded (Redis away, or at a limit)."""
-        try:
-            signer = await self.ctx.signer()
-        except StorageUnavailable as e:
-            raise Overloaded(f"cannot subscribe now: {e}") from e
-        query = parse_query(raw_query, signer=signer, limits=self.ctx.config.query)
+        query = await self._parse(raw_query, "subscribe")
         if not who.can("read", query.entity):
             raise Forbidden(
                 f"the token lacks the scope lq:read:{query.entity} (or lq:read:*)"
@@ -208,7 +249,30 @@ class LiveService:
 
     def announce(self, subscription: Subscription) -> None:
         """`subscribed` has been queued: from now on its messages go to the client."""
-        outbox = subscription.outbox
-        outbox.behind[subscription] = None
-        outbox.catch_up()
+        subscription.announce()
 
+    async def reanchor(self, subscription: Subscription, after: Any, limit: Any) -> None:
+        """Move a window-mode subscription's window (`after`, and `limit` unless None);
+        a refused reanchor keeps the old window."""
+        if subscription.query.mode is Mode.CHANGES:
+            raise InvalidQuery("reanchor", "reanchor applies to window-mode subscriptions only")
+        raw: dict[str, Any] = subscription.query.to_json()
+        raw["after"] = after
+        if limit is not None:
+            raw["limit"] = limit
+        query = await self._parse(raw, "reanchor")
+        try:
+            await self.hub.reanchor(subscription, query)
+        except StorageUnavailable as e:
+            raise Overloaded(f"cannot reanchor now: {e}") from e
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        await self.hub.unsubscribe(subscription)
+
+    async def unsubscribe_all(self, subscriptions: Iterable[Subscription]) -> None:
+        await self.hub.unsubscribe_all(subscriptions)
+
+
+def _loop_failed(name: str, error: Exception) -> None:
+    """The `on_error` of the live loops: one warning line, then `guarded` backs off."""
+    emit(log, logging.WARNING, msg=f"{name} failed", loop=name, error=repr(error))

@@ -63,12 +63,16 @@ class SseResponse(Response):
         self.ended.set()
         self.stream.outbox.wake.set()
 
+    def close(self, code: int, reason: str) -> None:
+        """Drain: the response ends (SSE has no close code; the client reconnects)."""
+        self.end()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
         self.stream.end_response = self.end
         self.stream.detached_at = None
         live = self.streams.live
-        live.hub.connections += 1
+        live.connected(self)
         try:
             async with asyncio.TaskGroup() as group:
                 watcher = group.create_task(self._watch(receive))
@@ -77,7 +81,7 @@ class SseResponse(Response):
                 finally:
                     watcher.cancel()
         finally:
-            live.hub.connections -= 1
+            live.disconnected(self)
             if self.stream.end_response == self.end:
                 self.streams.detached(self.stream)
         try:
@@ -130,10 +134,10 @@ class SseResponse(Response):
 
 def sse_routes(live: LiveService, streams: SseStreams) -> list[BaseRoute]:
     async def sse(request: Request) -> Response:
-        who, expires_at = caller(live.ctx.auth, request)
+        who, expires_at = caller(live.auth, request)
         check_query_params(request.query_params.multi_items(), _PARAMS)
         q, raw = query_param(request)
-        if live.hub.draining:
+        if live.draining:
             raise Overloaded("the gateway is shutting down; reconnect to another")
         last = request.headers.get("last-event-id")
         found = streams.find(last, who.tenant, q) if last else None

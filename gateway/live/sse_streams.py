@@ -55,10 +55,9 @@ class SseStream:
         """A new stream name, seq from 1, and a reset with a fresh snapshot next."""
         assert self.sub is not None
         self.name = new_name()
-        self.sub.rename(self.name)
         self.ring.clear()
         self.ring_bytes = 0
-        self.outbox.overflow(self.sub)
+        self.sub.start_over(self.name)
 
     def replay_after(self, seq: int) -> list[bytes] | None:
         """The events after `seq` when they can all be replayed, else None."""
@@ -105,7 +104,7 @@ class SseStreams:
         if self.by_name.get(stream.name) is stream:
             del self.by_name[stream.name]
         if stream.sub is not None:
-            await self.live.hub.unsubscribe(stream.sub)
+            await self.live.unsubscribe(stream.sub)
 
     def room(self) -> bool:
         """Whether another stream may be made (lingering ones count)."""
@@ -118,14 +117,14 @@ class SseStreams:
                 stream.end_response()
         self.by_name.clear()
 
-    async def run_reaper(self) -> None:
-        """End streams that lingered past `sse_linger`; runs until cancelled."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            stale = [
-                s for s in self.by_name.values()
-                if s.detached_at is not None and now - s.detached_at > self.linger
-            ]
-            for stream in stale:
-                await self.remove(stream)
+    async def reap_once(self) -> None:
+        """One turn of the reaper (a live service loop): a second's sleep, then end the
+        streams that lingered past `sse_linger`."""
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        stale = [
+            s for s in self.by_name.values()
+            if s.detached_at is not None and now - s.detached_at > self.linger
+        ]
+        for stream in stale:
+            await self.remove(stream)

@@ -1,13 +1,18 @@
 """One client subscription on this gateway: its fence, its numbering, its mirror.
 
 The rules of delivery (the epoch fence and its lifecycle PENDING -> LIVE -> RESETTING
--> LIVE ..., CLOSED final) are `gateway.live.delivery.SubFence`'s; this class applies what
-the fence admits to the mirror and hands it to the outbox.
+-> LIVE ..., CLOSED final) are `gateway.live.delivery.SubFence`'s; this class applies
+what the fence admits to the mirror and hands it to the outbox.
 
 Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):
 - the client never sees a delta that does not follow from its current list: only what
   the fence admits goes on, and a newer epoch without its `reset` asks for a resync;
-- `seq` is given by the outbox as messages leave, so it never restarts and never skips.
+- this object is the one writer of its `seq`, `queued`, `behind` and `resets`; the
+  outbox reports what happened to its deltas through the `outbox.Queued` methods, and
+  the hub reads `resets` to know that a requested snapshot came;
+- `seq` is given as messages leave the outbox, so it never restarts (but for `start_over`)
+  and never skips; nothing goes to the client while `behind` (before `subscribed`, or
+  after an overflow until the outbox has room to catch it up).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ __all__ = ["Subscription"]
 class Subscription:
     __slots__ = (
         "behind", "fence", "mirror", "outbox", "p", "query", "queued", "request_resync",
-        "retry_at", "rid", "sent_to", "seq", "sub", "sub_json", "tenant",
+        "resets", "rid", "seq", "sub", "sub_json", "tenant",
     )
 
     def __init__(
@@ -57,8 +62,7 @@ class Subscription:
         self.seq = 0
         self.queued = 0
         self.behind = True  # nothing goes to the client before `subscribed`
-        self.retry_at: float | None = None
-        self.sent_to: str | None = None
+        self.resets = 0  # resets accepted so far
 
     def __repr__(self) -> str:
         return f"Subscription({self.rid!r}, sub={self.sub!r}, {self.fence.phase.value})"
@@ -67,18 +71,39 @@ class Subscription:
     def phase(self) -> Phase:
         return self.fence.phase
 
-    def close(self) -> None:
-        self.fence.close()
-
-    def rename(self, sub: str) -> None:
-        """A new client-side name (an SSE stream that starts over): seq starts again."""
-        self.sub = sub
-        self.sub_json = orjson.dumps(sub)
-        self.seq = 0
-
     @property
     def closed(self) -> bool:
         return self.fence.closed
+
+    # -- lifecycle (the live service and the hub)
+
+    def announce(self) -> None:
+        """`subscribed` has been queued: from now on its messages go to the client."""
+        self.outbox.wait_for_room(self)
+
+    def reanchored(self, query: Query) -> None:
+        """The registration now holds `query` (a new window); its reset is on its way."""
+        self.query = query
+        self.mirror.limit = query.limit
+
+    def start_over(self, sub: str) -> None:
+        """A new client-side name (an SSE stream that starts over): seq starts again,
+        and its queued deltas give way to a reset and a fresh snapshot."""
+        self.sub = sub
+        self.sub_json = orjson.dumps(sub)
+        self.seq = 0
+        self.outbox.overflow(self)
+
+    def lost(self) -> None:
+        """Frames may have been lost: drop everything until the next reset."""
+        self.fence.lost()
+
+    def close(self) -> None:
+        """Final: nothing more is applied or sent."""
+        self.fence.close()
+        self.outbox.forget(self)
+
+    # -- frames (the demux)
 
     def deliver(
         self,
@@ -96,10 +121,29 @@ class Subscription:
                 self.request_resync(self)
             return False
         if ops[0] == "reset":
-            self.retry_at = None
+            self.resets += 1
         self.mirror.apply(messages, unit)
         if not self.behind:
             self.outbox.push_deltas(self, ops, bodies)
+        return True
+
+    # -- the outbox (`outbox.Queued`)
+
+    def enqueued(self, count: int) -> None:
+        self.queued += count
+
+    def numbered(self) -> int:
+        self.queued -= 1
+        self.seq += 1
+        return self.seq
+
+    def unqueued(self) -> None:
+        self.queued = 0
+
+    def fell_behind(self) -> bool:
+        if self.behind:
+            return False
+        self.behind = True
         return True
 
     def caught_up(self) -> list[tuple[str, bytes]] | None:
@@ -116,7 +160,3 @@ class Subscription:
             self.fence.lost()
             self.request_resync(self)
         return snapshot
-
-    def lost(self) -> None:
-        """Frames may have been lost: drop everything until the next reset."""
-        self.fence.lost()

@@ -77,18 +77,17 @@ class WsConnection:
         else:
             refused = ""
         await ws.accept()
-        if live.hub.draining:
+        if live.draining:
             await ws.close(CLOSE_CODES["going_away"], "the gateway is shutting down")
             return
-        if live.hub.connections >= live.config.max_connections:
+        if live.full():
             await ws.close(CLOSE_CODES["overloaded"], "the gateway is at its connection limit")
             return
         if refused or (token is not None and not self.session.authenticate(token)):
             if refused:
                 self.session.error("unauthorized", refused)
             self.close(CLOSE_CODES["unauthorized"], "unauthorized")
-        live.hub.connections += 1
-        live.connections.add(self)
+        live.connected(self)
         try:
             self._arm()
             async with asyncio.TaskGroup() as group:
@@ -101,8 +100,7 @@ class WsConnection:
         finally:
             if self.timer is not None:
                 self.timer.cancel()
-            live.hub.connections -= 1
-            live.connections.discard(self)
+            live.disconnected(self)
             await self.session.end()
 
     async def _read(self) -> None:

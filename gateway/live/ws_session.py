@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
-from cluster.errors import InvalidQuery, LiveQueryError, StorageUnavailable, Unauthorized
-from cluster.query import Mode, parse_query
+from cluster.errors import LiveQueryError, Unauthorized
+from cluster.logfmt import emit
 
-from ..access import log_line
 from ..auth import Principal
-from ..errors import DuplicateSubscription, Overloaded, UnknownSubscription
+from ..errors import DuplicateSubscription, UnknownSubscription
 from . import wire
 from .outbox import Outbox
 from .service import LiveService
@@ -67,7 +65,7 @@ class WsSession:
     def authenticate(self, token: str) -> bool:
         """Authenticate or refresh; False (and an error queued) when refused."""
         try:
-            principal, expires_at = self.live.ctx.auth.verify_until(token)
+            principal, expires_at = self.live.auth.verify_until(token)
         except Unauthorized as e:
             self.error("unauthorized", str(e))
             return False
@@ -91,7 +89,7 @@ class WsSession:
         except LiveQueryError as e:
             self.error(ws_code(e), str(e) or e.code, sub)
         except Exception as e:
-            log.error(log_line(level="error", msg="live message failed", error=repr(e)))
+            emit(log, logging.ERROR, msg="live message failed", error=repr(e))
             self.error("internal", "internal error", sub)
 
     async def _dispatch(self, msg: wire.ClientMessage) -> None:
@@ -107,7 +105,7 @@ class WsSession:
         elif isinstance(msg, wire.Unsubscribe):
             subscription = self._get(msg.sub)
             del self.subs[msg.sub]
-            await self.live.hub.unsubscribe(subscription)
+            await self.live.unsubscribe(subscription)
             self.send(wire.control({"type": "unsubscribed", "sub": msg.sub}))
         else:
             await self._reanchor(msg)
@@ -130,20 +128,7 @@ class WsSession:
         self.live.announce(subscription)
 
     async def _reanchor(self, msg: wire.Reanchor) -> None:
-        subscription = self._get(msg.sub)
-        if subscription.query.mode is Mode.CHANGES:
-            raise InvalidQuery("reanchor", "reanchor applies to window-mode subscriptions only")
-        raw: dict[str, Any] = subscription.query.to_json()
-        raw["after"] = msg.after
-        if msg.limit is not None:
-            raw["limit"] = msg.limit
-        ctx = self.live.ctx
-        try:
-            signer = await ctx.signer()
-            query = parse_query(raw, signer=signer, limits=ctx.config.query)
-            await self.live.hub.reanchor(subscription, query)
-        except StorageUnavailable as e:
-            raise Overloaded(f"cannot reanchor now: {e}") from e
+        await self.live.reanchor(self._get(msg.sub), msg.after, msg.limit)
 
     async def _recheck_scopes(self) -> None:
         who = self.principal
@@ -151,7 +136,7 @@ class WsSession:
         lost = [s for s in self.subs.values() if not who.can("read", s.query.entity)]
         for subscription in lost:
             del self.subs[subscription.sub]
-            await self.live.hub.unsubscribe(subscription)
+            await self.live.unsubscribe(subscription)
             self.error("forbidden", "the refreshed token lacks the scope "
                        f"lq:read:{subscription.query.entity}; the subscription ended",
                        subscription.sub)
@@ -159,4 +144,4 @@ class WsSession:
     async def end(self) -> None:
         """The connection is gone: end every subscription."""
         subs, self.subs = list(self.subs.values()), {}
-        await self.live.hub.unsubscribe_all(subs)
+        await self.live.unsubscribe_all(subs)

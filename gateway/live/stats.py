@@ -1,0 +1,49 @@
+"""The live side's counters: one typed object, owned by `LiveService`.
+
+Invariant: every counter only grows, and only through a method named for the event it
+counts, called by the part that saw the event (the hub for subscribes, re-sends and
+resyncs; the demux for frames, gaps and dropped groups; an outbox for overflows). Nothing
+else writes them. `as_dict` is what `/v1/cluster`, `lq status` (through the gateway's
+liveness value) and the `lq_live_<name>` Prometheus counters read, so its keys are part
+of the public surface: rename nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["LiveStats"]
+
+
+@dataclass(slots=True)
+class LiveStats:
+    subscribes: int = 0  # subscriptions registered
+    resends: int = 0  # control requests re-sent after their deadline
+    resyncs: int = 0  # fresh snapshots asked for (gaps, lost resets, broken mirrors)
+    gaps: int = 0  # frame counter gaps seen
+    dropped: int = 0  # (frame group, subscription) pairs the fences dropped
+    overflows: int = 0  # subscriptions that fell behind a full outbox
+    frames: int = 0  # delta frames read
+
+    def subscribed(self) -> None:
+        self.subscribes += 1
+
+    def resent(self) -> None:
+        self.resends += 1
+
+    def resynced(self) -> None:
+        self.resyncs += 1
+
+    def gap(self) -> None:
+        self.gaps += 1
+
+    def frame(self, dropped: int) -> None:
+        """One frame read, of which the fences dropped `dropped` subscription groups."""
+        self.frames += 1
+        self.dropped += dropped
+
+    def overflowed(self) -> None:
+        self.overflows += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
