@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["DEFAULT_PREFIX", "Keys"]
+
+DEFAULT_PREFIX = "lq"
+"""The default key prefix: `StorageSettings.prefix` takes its default from here."""
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Key names under one configurable prefix (default `lq`)."""
+    """Key names under one prefix; processes take it from `StorageSettings.prefix`
+    (through the `storage.Storage` front), never from this default."""
 
-    prefix: str = "lq"
+    prefix: str = DEFAULT_PREFIX
 
     def rows(self, p: int, tenant: str, entity: str) -> str:
         """Hash of one (tenant, entity): id -> `<version>:<expiry ms>:<encoded values>`."""

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .keys import DEFAULT_PREFIX
+
 __all__ = [
+    "DEFAULT_DELTA_MAXLEN",
     "ENV_PREFIX",
     "AuthSettings",
     "GatewaySettings",
@@ -25,6 +28,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "LQ_"
+DEFAULT_DELTA_MAXLEN = 100_000
+"""`StorageSettings.delta_maxlen`'s default (named so that no second copy of it drifts)."""
 
 T = TypeVar("T")
 
@@ -47,11 +52,20 @@ class QueryLimits:
 
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
-    """How lq talks to Redis and lays out its data."""
+    """How lq talks to Redis and lays out its data.
+
+    Read by every process (shard and gateway alike), so values that both sides of a
+    stream must agree on (the prefix, the log and delta stream lengths) live here.
+    """
 
     redis_url: str = _f("redis://127.0.0.1:6379/0", "Redis URL; redis+cluster:// for Redis Cluster")
-    prefix: str = _f("lq", "prefix of every Redis key")
+    prefix: str = _f(DEFAULT_PREFIX, "prefix of every Redis key")
     log_maxlen: int = _f(20_000, "approximate MAXLEN of each partition's change log")
+    delta_maxlen: int = _f(
+        DEFAULT_DELTA_MAXLEN,
+        "approximate MAXLEN of each gateway's delta stream; shards trim with it, "
+        "gateways create with it",
+    )
     compress_above: int = _f(512, "values larger than this many bytes are zstd-compressed")
     max_row_bytes: int = _f(256 * 1024, "largest row accepted, in bytes of JSON")
     patch_retries: int = _f(5, "retries of a merge patch that lost a race")

@@ -28,8 +28,7 @@ import orjson
 from cluster.partition import PARTITIONS, owner
 from cluster.settings import StorageSettings, from_env
 from lq._devstate import Cluster, find_running, state_dir
-from storage import connect, redact
-from storage.status import ClusterSnapshot, read_snapshot
+from storage import ClusterSnapshot, Storage, redact
 
 __all__ = ["build_report", "configure", "format_table", "run"]
 
@@ -191,11 +190,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 async def _read(settings: StorageSettings) -> ClusterSnapshot:
-    client = connect(settings.redis_url, retries=0)
-    try:
-        return await read_snapshot(client, settings.prefix)
-    finally:
-        await client.aclose()
+    async with Storage.open(settings, retries=0) as front:
+        return await front.read_snapshot()
 
 
 def _dev(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Path, Cluster | None]:

@@ -1,4 +1,9 @@
-"""Everything that talks to Redis; the only package that imports `redis`."""
+"""Everything that talks to Redis; the only package that imports `redis`.
+
+A process opens one `Storage` front from its `StorageSettings` and takes every adapter
+and client from it (see `storage/front.py`); the adapters stay importable for tests
+that check one of them alone, with an explicit prefix.
+"""
 
 from ._format import StoredRow, check_id, check_tenant
 from .batch import BatchResult, WriteOp, run_batch
@@ -7,6 +12,7 @@ from .control import OPS, Control, ControlMessage
 from .deltas import DeltaFrame, DeltaRead, Deltas, DeltaStreamGone, DeltaTrimmed
 from .expiry import due_rows
 from .faults import as_unavailable
+from .front import BLOCKING_CONNECTIONS, MAX_BLOCKING_READERS, BlockingReads, Storage
 from .leases import Lease, Leases, lease_deadline, lease_value
 from .log import ChangeLog, Loaded, LogRead, LogTrimmed
 from .membership import MemberKind, Membership, Notice
@@ -16,12 +22,17 @@ from .oneshot import QueryPage, QueryRow, run_query
 from .registry import Registry
 from .rows import RowStore, WriteResult
 from .secrets import cursor_secret
+from .status import ClusterSnapshot, Member, read_snapshot
 from .tail import PartitionTail, TailRead, Wanted
 
 __all__ = [
+    "BLOCKING_CONNECTIONS",
+    "MAX_BLOCKING_READERS",
     "OPS",
     "BatchResult",
+    "BlockingReads",
     "ChangeLog",
+    "ClusterSnapshot",
     "Control",
     "ControlMessage",
     "DeltaFrame",
@@ -34,6 +45,7 @@ __all__ = [
     "Loaded",
     "LogRead",
     "LogTrimmed",
+    "Member",
     "MemberKind",
     "Membership",
     "Notice",
@@ -43,6 +55,7 @@ __all__ = [
     "RedisClient",
     "Registry",
     "RowStore",
+    "Storage",
     "StoredRow",
     "TailRead",
     "Wanted",
@@ -59,6 +72,7 @@ __all__ = [
     "lease_value",
     "live_shard_count",
     "merge_patch",
+    "read_snapshot",
     "redact",
     "run_batch",
     "run_query",

@@ -62,7 +62,7 @@ def _parse(sid: bytes, fields: dict[bytes, bytes]) -> ControlMessage | None:
 class Control:
     """Send, read, acknowledge and trim control messages under one key prefix."""
 
-    def __init__(self, client: RedisClient, prefix: str = "lq") -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
 

@@ -9,7 +9,8 @@ it); shards add with NOMKSTREAM, so a dead gateway's stream is never resurrected
 gateway's position is always a real entry id (`create` adds a marker to a new stream),
 so a trimmed position is told by its entry being gone, as for the change log: with
 `MAXLEN ~ maxlen` a read shorter than its COUNT (< maxlen) cannot have skipped any.
-Publishers and readers must use the same `maxlen`.
+Publishers and readers must use the same `maxlen`: `StorageSettings.delta_maxlen`,
+which the `storage.Storage` front passes to every `Deltas` it builds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from cluster.keys import Keys
+from cluster.settings import DEFAULT_DELTA_MAXLEN
 
 from . import _lua, _streams
 from .connection import RedisClient
@@ -91,9 +93,16 @@ class DeltaRead:
 
 
 class Deltas:
-    """Both ends of the delta streams under one key prefix and one `maxlen`."""
+    """Both ends of the delta streams under one key prefix and one `maxlen`.
 
-    def __init__(self, client: RedisClient, prefix: str = "lq", maxlen: int = 100_000) -> None:
+    `maxlen` keeps a default only while the gateway still builds its own `Deltas`
+    (it is `StorageSettings.delta_maxlen`'s default); built through the front, it is
+    always the setting.
+    """
+
+    def __init__(
+        self, client: RedisClient, prefix: str, maxlen: int = DEFAULT_DELTA_MAXLEN
+    ) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.maxlen = maxlen

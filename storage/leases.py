@@ -65,7 +65,7 @@ class Lease:
 class Leases:
     """Lease operations on one key prefix; the `*_many` forms take one round trip."""
 
-    def __init__(self, client: RedisClient, prefix: str = "lq") -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.cluster = is_cluster(client)

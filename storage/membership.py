@@ -50,7 +50,7 @@ class Membership:
     def __init__(
         self,
         client: RedisClient,
-        prefix: str = "lq",
+        prefix: str,
         *,
         prune_after_ms: int = 3_600_000,
         notices_maxlen: int = 1000,

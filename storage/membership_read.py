@@ -16,6 +16,6 @@ __all__ = ["live_shard_count"]
 _LIVE_COUNT = _lua.load("live_count")
 
 
-async def live_shard_count(client: RedisClient, prefix: str = "lq") -> int:
+async def live_shard_count(client: RedisClient, prefix: str) -> int:
     """The number of shards whose membership entry has not expired (Redis time)."""
     return int(await _LIVE_COUNT(client, [Keys(prefix).members()], []))

@@ -23,7 +23,7 @@ def _member(p: int, rid: str) -> str:
 
 
 class Registry:
-    def __init__(self, client: RedisClient, prefix: str = "lq") -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self.client = client
         self.keys = Keys(prefix)
 

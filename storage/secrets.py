@@ -15,7 +15,7 @@ from .connection import RedisClient
 __all__ = ["cursor_secret"]
 
 
-async def cursor_secret(client: RedisClient, prefix: str = "lq", configured: str = "") -> bytes:
+async def cursor_secret(client: RedisClient, prefix: str, configured: str = "") -> bytes:
     """The configured secret, else the key in Redis (created by the first caller)."""
     if configured:
         return configured.encode()

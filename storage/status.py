@@ -74,7 +74,7 @@ async def _info(client: RedisClient) -> dict[str, Any]:
     return info
 
 
-async def read_snapshot(client: RedisClient, prefix: str = "lq") -> ClusterSnapshot:
+async def read_snapshot(client: RedisClient, prefix: str) -> ClusterSnapshot:
     """Members, counters, every partition's lease holder, and Redis facts, now."""
     membership = Membership(client, prefix)
     shards, now_ms = await _members(membership, "shard")

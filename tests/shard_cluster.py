@@ -1,10 +1,12 @@
 """Multi-process shard tests: real `lq shard` processes, real Redis, a simulated gateway.
 
 `ShardCluster` ties together a `Fleet` of shard processes, a `SimGateway` (both from
-`lq.bench._shardsim`, shared with `lq bench cluster`), a `RowStore` for writes and an
-oracle of the data: every write's result (version) is recorded, so each subscription's
-list can be compared with `oracle_query` over the rows as written once the system is
-quiet. Timings are short (see `FAST`): a failover takes about two seconds.
+`lq.bench._shardsim`, shared with `lq bench cluster`), a `storage.Storage` front (its
+`rows` for writes, its `leases` and `membership` for checks; the storage settings are
+the ones the shards and the simulated gateway read) and an oracle of the data: every
+write's result (version) is recorded, so each subscription's list can be compared with
+`oracle_query` over the rows as written once the system is quiet. Timings are short
+(see `FAST`): a failover takes about two seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from cluster.partition import PARTITIONS, partition_of
 from cluster.query import parse_query
 from cluster.settings import QueryLimits, StorageSettings
 from lq.bench._shardsim import Fleet, SimGateway, SimSub, taken_over
-from storage import Lease, Leases, RowStore, connect
+from storage import Lease, Storage
 from tests.oracle import oracle_query
 
 __all__ = [
@@ -158,10 +160,12 @@ class ShardCluster:
 
     def __init__(self, url: str, log_dir: Path, env: Mapping[str, str], seed: int = 1) -> None:
         self.url = url
+        self.settings = StorageSettings(redis_url=url)
         self.fleet = Fleet(url, log_dir, env)
-        self.gateway = SimGateway(url, "gw-test", resend_s=2.0)
-        self.client = connect(url)
-        self.store = RowStore(self.client, StorageSettings(redis_url=url))
+        self.gateway = SimGateway(self.settings, "gw-test", resend_s=2.0)
+        self.front = Storage.open(self.settings)
+        self.client = self.front.client
+        self.store = self.front.rows
         self.oracle = DataOracle()
         self.rng = random.Random(seed)
         self.writes = 0
@@ -173,13 +177,13 @@ class ShardCluster:
             self.fleet.start(shard_id)
 
     async def holders(self) -> dict[int, Lease | None]:
-        return await Leases(self.client).holders(range(PARTITIONS))
+        return await self.front.leases.holders(range(PARTITIONS))
 
     async def wait_balanced(self, ids: Iterable[str], timeout: float = 30.0) -> None:
         """Until every lease is held by its HRW owner among `ids` and each shard is
         ready and serves exactly its share."""
         try:
-            await self.fleet.wait_balanced(self.client, ids, timeout)
+            await self.fleet.wait_balanced(self.front.leases, ids, timeout)
         except TimeoutError as e:
             raise AssertionError(f"{e}\n{self.fleet.log_tails()}") from None
 
@@ -305,7 +309,7 @@ class ShardCluster:
     async def close(self) -> None:
         self.fleet.close()
         await self.gateway.close()
-        await self.client.aclose()
+        await self.front.aclose()
 
 
 def collections_of(tenants: int, entities: list[str]) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from storage._format import parse_stored
 
 __all__ = [
     "KEYS",
+    "PREFIX",
     "TENANT",
     "apply_changes",
     "entities_covering_partitions",
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 TENANT = "acme"
-KEYS = Keys("lq")
+PREFIX = "lq"  # the tests that build one adapter alone name its prefix
+KEYS = Keys(PREFIX)
 
 
 @asynccontextmanager

@@ -26,9 +26,9 @@ import orjson
 import pytest
 import redis.asyncio as aredis
 
-from cluster.keys import Keys
 from cluster.partition import partition_of
-from storage import DeltaFrame, Deltas, Membership, connect
+from cluster.settings import StorageSettings
+from storage import DeltaFrame, Storage
 from tests.gateway_helpers import ThreadServer, auth, config_for, token
 from tests.live_clients import Ws, new_tenant
 from tests.redis_servers import RedisServer
@@ -45,10 +45,10 @@ class ScriptedShard:
         self.id = shard_id
         self.inc = secrets.token_hex(4)
         self.gateway_id = gateway_id
-        self.client = connect(redis_url)
+        self.front = Storage.open(StorageSettings(redis_url=redis_url))
         self.raw = aredis.Redis.from_url(redis_url)
-        self.membership = Membership(self.client)
-        self.deltas = Deltas(self.client)
+        self.membership = self.front.membership
+        self.deltas = self.front.deltas
         self.n = 0
         self.ctrl_position = "0-0"
 
@@ -60,7 +60,7 @@ class ScriptedShard:
 
     async def control(self, timeout: float = QUICK) -> dict[str, str]:
         """The next control message sent to this shard."""
-        key = Keys("lq").ctrl(self.id)
+        key = self.front.keys.ctrl(self.id)
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             got: Any = await self.raw.xread({key: self.ctrl_position}, count=1,
@@ -91,7 +91,7 @@ class ScriptedShard:
         await self.frame(p, epoch, [([rid], msgs)], lose=lose)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.front.aclose()
         await self.raw.aclose()
 
 
@@ -116,7 +116,7 @@ async def shards(standalone_url: str, gateway_id: str) -> AsyncIterator[list[Scr
     made = [ScriptedShard(standalone_url, name, gateway_id) for name in ("sa", "sb")]
     # the flush removed the gateway's stream; it re-creates it when it notices
     deadline = time.monotonic() + QUICK
-    while not await made[0].raw.exists(Keys("lq").delta(gateway_id)):
+    while not await made[0].raw.exists(made[0].front.keys.delta(gateway_id)):
         assert time.monotonic() < deadline, "the gateway did not re-create its stream"
         await asyncio.sleep(0.05)
     try:

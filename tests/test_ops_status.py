@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from cluster.partition import PARTITIONS, owner
+from cluster.settings import StorageSettings
 from lq.cli import main
 from lq.status_cmd import ranges
-from storage import Leases, Membership, connect
+from storage import Storage
 from tests.gateway_helpers import free_port
 
 SHARDS = ["s-a", "s-b"]
@@ -22,16 +23,15 @@ SHARDS = ["s-a", "s-b"]
 async def _populate(url: str, prefix: str) -> dict[str, int]:
     """Two live shards and a gateway; leases: most with their owner, 3 free, 2 held by
     the other shard. Returns how many leases each shard holds."""
-    client = connect(url)
-    try:
-        members = Membership(client, prefix)
+    async with Storage.open(StorageSettings(redis_url=url, prefix=prefix)) as front:
+        members = front.membership
         for shard in SHARDS:
             counters = {"partitions": 100, "subscriptions": 7, "lag_ms": 1.5, "state": "running",
                         "inc": f"inc-{shard}"}
             await members.heartbeat("shard", shard, 30_000, orjson.dumps(counters))
         await members.heartbeat("gateway", "gw-1", 30_000,
                                 orjson.dumps({"connections": 4, "subscriptions": 9}))
-        leases = Leases(client, prefix)
+        leases = front.leases
         held = {s: 0 for s in SHARDS}
         for p in range(PARTITIONS):
             if p in (5, 6, 7):
@@ -43,8 +43,6 @@ async def _populate(url: str, prefix: str) -> dict[str, int]:
             assert await leases.acquire(p, holder, 30_000) is not None
             held[holder] += 1
         return held
-    finally:
-        await client.aclose()
 
 
 def test_status_json_reports_members_counters_and_partition_problems(

@@ -15,7 +15,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from storage import Membership
 from tests.shard_cluster import (
     TTL_S,
     ShardCluster,
@@ -147,7 +146,7 @@ async def test_sigstop_past_the_lease_then_sigcont(standalone_url: str, tmp_path
         metrics = await c.fleet.metrics(victim)
         assert body["fenced"] > fenced_before, body
         assert metrics["lq_shard_fenced_publishes_total"] == body["fenced"]
-        liveness = orjson.loads((await Membership(c.client).values("shard", [victim]))[victim])
+        liveness = orjson.loads((await c.front.membership.values("shard", [victim]))[victim])
         assert liveness["fenced"] > fenced_before  # also in its liveness value
         for s in affected:  # taken over, then handed back: two resets each
             assert s.resets >= 3, (s.rid, s.reset_log)

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from cluster.keys import Keys
 from cluster.partition import PARTITIONS, owner, partition_of
 from lq.bench._shardsim import SimGateway
-from storage import Registry
 from tests.shard_cluster import (
     TTL_S,
     ShardCluster,
@@ -106,7 +104,7 @@ async def test_subscribe_racing_an_ownership_change(standalone_url: str, tmp_pat
 
 
 async def _ctrl_group(c: ShardCluster, shard: str) -> dict[str, Any]:
-    groups: Any = await c.client.xinfo_groups(Keys("lq").ctrl(shard))
+    groups: Any = await c.client.xinfo_groups(c.front.keys.ctrl(shard))
     (group,) = groups
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in group.items()}
 
@@ -203,14 +201,14 @@ async def test_registrations_of_a_gone_gateway_are_removed(standalone_url: str, 
         collections = COLLECTIONS[:6]
         await c.random_writes(collections, 60)
         kept = await c.subscribe_many(collections, 10)
-        gone = SimGateway(standalone_url, "gw-gone", heartbeat_ms=0)  # one beat only
+        gone = SimGateway(c.settings, "gw-gone", heartbeat_ms=0)  # one beat only
         await gone.start()
         try:
             for i in range(10):
                 tenant, entity = collections[i % len(collections)]
                 await gone.subscribe(tenant, {"entity": entity, "sort": ["n"], "limit": 3})
             await wait_for(lambda: gone.all_synced(), 10, "the gone gateway's snapshots")
-            registry = Registry(c.client)
+            registry = c.front.registry
             assert len(await registry.by_gateway("gw-gone")) == 10
 
             async def served() -> int:

@@ -9,8 +9,11 @@ from typing import Any
 
 import orjson
 
+from cluster.settings import StorageSettings
 from lq.bench._shardsim import SimGateway, SimSub
 from storage import DeltaFrame
+
+UNUSED = StorageSettings(redis_url="redis://unused")  # never started: no Redis
 
 
 def _sub(gw: SimGateway, rid: str, query: dict[str, Any], p: int = 7) -> SimSub:
@@ -34,7 +37,7 @@ RESET = {"op": "reset"}
 
 
 def test_epochs_resets_and_stale_frames() -> None:
-    gw = SimGateway("redis://unused", "gw")
+    gw = SimGateway(UNUSED, "gw")
     sub = _sub(gw, "gw.1", {"entity": "e", "limit": 2})
     gw._frame(_frame(1, 10, [(("gw.1",), [_enter("a", 1, 0)])]), 0.0)
     assert sub.applied == 0 and sub.dropped_newer == 1  # nothing before the first reset
@@ -55,7 +58,7 @@ def test_epochs_resets_and_stale_frames() -> None:
 
 
 def test_gap_asks_for_resync_and_drops_until_reset() -> None:
-    gw = SimGateway("redis://unused", "gw")
+    gw = SimGateway(UNUSED, "gw")
     sub = _sub(gw, "gw.1", {"entity": "e", "limit": 5})
     pending = _sub(gw, "gw.2", {"entity": "e", "limit": 5})
     gw._frame(_frame(1, 10, [(("gw.1",), [RESET, {"op": "synced", "count": 0}])]), 0.0)
@@ -68,7 +71,7 @@ def test_gap_asks_for_resync_and_drops_until_reset() -> None:
 
 
 def test_violations_are_recorded() -> None:
-    gw = SimGateway("redis://unused", "gw")
+    gw = SimGateway(UNUSED, "gw")
     sub = _sub(gw, "gw.1", {"entity": "e", "limit": 1})
     update = {"op": "update", "id": "a", "version": 1, "row": {}, "from": 0, "to": 0,
               "cursor": "c"}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from cluster.keys import Keys
 from cluster.partition import partition_of
 from cluster.settings import StorageSettings
 from storage import RowStore
@@ -53,7 +52,7 @@ async def test_deleted_delta_stream_is_recreated_by_the_gateway(standalone_url: 
         await c.converge(timeout=10)
         before = c.resets()
 
-        await c.client.delete(Keys("lq").delta(c.gateway.id))
+        await c.client.delete(c.front.keys.delta(c.gateway.id))
         await c.random_writes(collections, 100)  # refused: NOMKSTREAM never re-creates it
         await wait_for(lambda: any("delta stream" in a for a in c.gateway.anomalies), 10,
                        "the gateway to notice its stream is gone")

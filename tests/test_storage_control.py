@@ -11,7 +11,7 @@ import pytest
 
 from storage import Control, RedisClient
 from storage.control import GROUP
-from tests.storage_helpers import KEYS, open_client
+from tests.storage_helpers import KEYS, PREFIX, open_client
 
 SHARD = "shard-0"
 
@@ -37,7 +37,7 @@ async def pending_count(client: RedisClient) -> int:
 
 
 async def test_messages_sent_before_the_shard_reads_are_delivered(client: RedisClient) -> None:
-    control = Control(client)
+    control = Control(client, PREFIX)
     ids = [
         await control.send(SHARD, "subscribe", 3, "g1.1", "g1"),
         await control.send(SHARD, "reanchor", 3, "g1.1", "g1"),
@@ -59,7 +59,7 @@ async def test_messages_sent_before_the_shard_reads_are_delivered(client: RedisC
 
 async def test_pending_entries_are_read_again_after_a_restart(redis_url: str) -> None:
     async with open_client(redis_url) as first:
-        control = Control(first)
+        control = Control(first, PREFIX)
         await control.ensure_group(SHARD)
         for n in range(3):
             await control.send(SHARD, "subscribe", n, f"g1.{n}", "g1")
@@ -67,7 +67,7 @@ async def test_pending_entries_are_read_again_after_a_restart(redis_url: str) ->
         assert [m.p for m in got] == [0, 1]
         # "crash" here: nothing acknowledged
     async with open_client(redis_url) as second:
-        control = Control(second)
+        control = Control(second, PREFIX)
         await control.ensure_group(SHARD)
         again = await control.read(SHARD, SHARD, pending=True)
         assert [m.p for m in again] == [0, 1]
@@ -80,7 +80,7 @@ async def test_pending_entries_are_read_again_after_a_restart(redis_url: str) ->
 
 
 async def test_trim_keeps_every_unacknowledged_entry(client: RedisClient) -> None:
-    control = Control(client)
+    control = Control(client, PREFIX)
     await control.ensure_group(SHARD)
     ids = [await control.send(SHARD, "resync", n, f"g1.{n}", "g1") for n in range(5)]
     got = await control.read(SHARD, SHARD, pending=False)
@@ -101,7 +101,7 @@ async def test_trim_keeps_every_unacknowledged_entry(client: RedisClient) -> Non
 
 
 async def test_malformed_and_deleted_entries_are_acknowledged(client: RedisClient) -> None:
-    control = Control(client)
+    control = Control(client, PREFIX)
     await control.ensure_group(SHARD)
     key = KEYS.ctrl(SHARD)
     await client.xadd(key, {"op": "explode", "p": 1, "rid": "g1.1", "gw": "g1"})
@@ -117,7 +117,7 @@ async def test_malformed_and_deleted_entries_are_acknowledged(client: RedisClien
 
 
 async def test_a_missing_group_is_recreated(client: RedisClient) -> None:
-    control = Control(client)
+    control = Control(client, PREFIX)
     await control.ensure_group(SHARD)
     await client.delete(KEYS.ctrl(SHARD))  # a Redis that lost its data
     assert await control.read(SHARD, SHARD, pending=False) == []
@@ -127,10 +127,10 @@ async def test_a_missing_group_is_recreated(client: RedisClient) -> None:
 
 async def test_a_blocking_read_wakes_on_send(redis_url: str) -> None:
     async with open_client(redis_url) as client, open_client(redis_url) as blocking:
-        control = Control(client)
+        control = Control(client, PREFIX)
         await control.ensure_group(SHARD)
         task = asyncio.create_task(
-            Control(blocking).read(SHARD, SHARD, pending=False, block_ms=3000)
+            Control(blocking, PREFIX).read(SHARD, SHARD, pending=False, block_ms=3000)
         )
         await asyncio.sleep(0.1)
         sent = time.monotonic()

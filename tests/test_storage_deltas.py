@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from storage import DeltaFrame, Deltas, DeltaStreamGone, DeltaTrimmed, RedisClient
-from tests.storage_helpers import KEYS, open_client
+from tests.storage_helpers import KEYS, PREFIX, open_client
 
 VIEW_A = orjson.dumps(
     [{"type": "delta", "op": "enter", "id": "r1", "version": 5, "row": {"n": 1}, "to": 0}]
@@ -36,14 +36,14 @@ def frame(n: int, groups: tuple[tuple[tuple[str, ...], bytes], ...] = ()) -> Del
 
 
 async def test_publishing_to_a_missing_stream_creates_nothing(client: RedisClient) -> None:
-    deltas = Deltas(client)
+    deltas = Deltas(client, PREFIX)
     assert await deltas.publish([("g1", frame(1))]) == [False]
     assert await client.exists(KEYS.delta("g1")) == 0
     assert await deltas.publish([]) == []
 
 
 async def test_frames_round_trip_with_shared_message_bytes(client: RedisClient) -> None:
-    deltas = Deltas(client)
+    deltas = Deltas(client, PREFIX)
     start1 = await deltas.create("g1", 60)
     start2 = await deltas.create("g2", 60)
     assert 0 < await client.ttl(KEYS.delta("g1")) <= 60
@@ -71,9 +71,9 @@ async def test_frames_round_trip_with_shared_message_bytes(client: RedisClient) 
 
 async def test_a_blocking_read_wakes_on_publish(redis_url: str) -> None:
     async with open_client(redis_url) as client, open_client(redis_url) as blocking:
-        deltas = Deltas(client)
+        deltas = Deltas(client, PREFIX)
         start = await deltas.create("g1", 60)
-        task = asyncio.create_task(Deltas(blocking).read("g1", start, block_ms=3000))
+        task = asyncio.create_task(Deltas(blocking, PREFIX).read("g1", start, block_ms=3000))
         await asyncio.sleep(0.1)
         assert await deltas.publish([("g1", frame(1))]) == [True]
         got = await asyncio.wait_for(task, 1)
@@ -81,7 +81,7 @@ async def test_a_blocking_read_wakes_on_publish(redis_url: str) -> None:
 
 
 async def test_a_vanished_stream_is_detected(client: RedisClient) -> None:
-    deltas = Deltas(client)
+    deltas = Deltas(client, PREFIX)
     start = await deltas.create("g1", 60)
     assert await deltas.refresh("g1", 120) is True
     assert await client.ttl(KEYS.delta("g1")) > 60
@@ -96,7 +96,7 @@ async def test_a_vanished_stream_is_detected(client: RedisClient) -> None:
 
 
 async def test_a_trimmed_position_is_detected(client: RedisClient) -> None:
-    deltas = Deltas(client, maxlen=10)
+    deltas = Deltas(client, PREFIX, maxlen=10)
     start = await deltas.create("g1", 60)
     # MAXLEN ~ trims whole stream nodes (100 entries each), so write a few hundred
     for batch in range(3):

@@ -10,7 +10,7 @@ import pytest
 
 from cluster.partition import PARTITIONS
 from storage import Lease, Leases, RedisClient, lease_deadline, lease_value
-from tests.storage_helpers import KEYS, open_client, redis_ms
+from tests.storage_helpers import KEYS, PREFIX, open_client, redis_ms
 
 P = 7
 
@@ -22,7 +22,7 @@ async def client(redis_url: str) -> AsyncIterator[RedisClient]:
 
 
 async def test_acquire_only_when_free(client: RedisClient) -> None:
-    leases = Leases(client)
+    leases = Leases(client, PREFIX)
     before_us = await redis_ms(client) * 1000
     epoch = await leases.acquire(P, "s1", 5000)
     assert epoch is not None and epoch >= before_us  # at least Redis time in µs
@@ -35,7 +35,7 @@ async def test_acquire_only_when_free(client: RedisClient) -> None:
 
 
 async def test_epoch_strictly_grows_across_releases_and_holders(client: RedisClient) -> None:
-    leases = Leases(client)
+    leases = Leases(client, PREFIX)
     epochs = []
     for shard in ("s1", "s1", "s2", "s1"):
         epoch = await leases.acquire(P, shard, 5000)
@@ -50,7 +50,7 @@ async def test_epoch_strictly_grows_across_releases_and_holders(client: RedisCli
 
 
 async def test_renew_and_release_need_the_whole_value(client: RedisClient) -> None:
-    leases = Leases(client)
+    leases = Leases(client, PREFIX)
     epoch = await leases.acquire(P, "s1", 1000)
     assert epoch is not None
     mine = lease_value("s1", epoch)
@@ -69,7 +69,7 @@ async def test_renew_and_release_need_the_whole_value(client: RedisClient) -> No
 
 
 async def test_an_expired_lease_is_free_for_a_newer_epoch(client: RedisClient) -> None:
-    leases = Leases(client)
+    leases = Leases(client, PREFIX)
     first = await leases.acquire(P, "s1", 150)
     assert first is not None
     await asyncio.sleep(0.25)
@@ -81,7 +81,7 @@ async def test_an_expired_lease_is_free_for_a_newer_epoch(client: RedisClient) -
 
 
 async def test_batched_operations_over_every_partition(client: RedisClient) -> None:
-    leases = Leases(client)
+    leases = Leases(client, PREFIX)
     every = list(range(PARTITIONS))
     sent = time.monotonic()
     taken = await leases.acquire_many(every, "s1", 5000)

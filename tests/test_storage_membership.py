@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from storage import Membership, RedisClient
-from tests.storage_helpers import KEYS, open_client, redis_ms
+from tests.storage_helpers import KEYS, PREFIX, open_client, redis_ms
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ async def client(redis_url: str) -> AsyncIterator[RedisClient]:
 
 
 async def test_join_notice_once_then_rejoin_after_expiry(client: RedisClient) -> None:
-    members = Membership(client)
+    members = Membership(client, PREFIX)
     start = await members.notices_tail_id()
     assert start == "0-0"
     now, joined = await members.heartbeat("shard", "s1", 400, b'{"partitions":3}')
@@ -38,7 +38,7 @@ async def test_join_notice_once_then_rejoin_after_expiry(client: RedisClient) ->
 
 
 async def test_live_excludes_expired_members_and_values_follow(client: RedisClient) -> None:
-    members = Membership(client)
+    members = Membership(client, PREFIX)
     await members.heartbeat("shard", "short", 400, b"short-counters")
     await members.heartbeat("shard", "long", 5000, b"long-counters")
     ids, now = await members.live("shard")
@@ -56,7 +56,7 @@ async def test_live_excludes_expired_members_and_values_follow(client: RedisClie
 
 
 async def test_leave_removes_and_notices_every_time(client: RedisClient) -> None:
-    members = Membership(client)
+    members = Membership(client, PREFIX)
     await members.heartbeat("shard", "s1", 5000, b"{}")
     start = await members.notices_tail_id()
     assert await members.leave("shard", "s1") is True
@@ -69,7 +69,7 @@ async def test_leave_removes_and_notices_every_time(client: RedisClient) -> None
 
 
 async def test_gateways_have_their_own_index_and_no_notices(client: RedisClient) -> None:
-    members = Membership(client)
+    members = Membership(client, PREFIX)
     start = await members.notices_tail_id()
     assert (await members.heartbeat("gateway", "g1", 5000, b'{"connections":2}'))[1] is True
     assert (await members.live("gateway"))[0] == ["g1"]
@@ -82,7 +82,7 @@ async def test_gateways_have_their_own_index_and_no_notices(client: RedisClient)
 
 
 async def test_gone_members_then_pruned(client: RedisClient) -> None:
-    members = Membership(client, prune_after_ms=300)
+    members = Membership(client, PREFIX, prune_after_ms=300)
     await members.heartbeat("gateway", "gone", 50, b"{}")
     await members.heartbeat("gateway", "alive", 5000, b"{}")
     assert (await members.gone("gateway", 10_000))[0] == []
@@ -101,7 +101,7 @@ async def test_gone_members_then_pruned(client: RedisClient) -> None:
 
 async def test_blocking_notices_wake_on_a_join(redis_url: str) -> None:
     async with open_client(redis_url) as client, open_client(redis_url) as blocking:
-        members, waiter = Membership(client), Membership(blocking)
+        members, waiter = Membership(client, PREFIX), Membership(blocking, PREFIX)
         start = await members.notices_tail_id()
         task = asyncio.create_task(waiter.notices(start, block_ms=3000))
         await asyncio.sleep(0.1)

@@ -9,7 +9,7 @@ import pytest
 
 from cluster.messages import Registration
 from storage import RedisClient, Registry
-from tests.storage_helpers import KEYS, TENANT, open_client
+from tests.storage_helpers import KEYS, PREFIX, TENANT, open_client
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def reg(rid: str, gateway: str = "gw1", limit: int = 10) -> Registration:
 
 
 async def test_round_trips(client: RedisClient) -> None:
-    registry = Registry(client)
+    registry = Registry(client, PREFIX)
     a, b, c = reg("gw1.1"), reg("gw1.2"), reg("gw2.1", gateway="gw2")
     await registry.put(7, a)
     await registry.put(7, b)
@@ -59,7 +59,7 @@ async def test_round_trips(client: RedisClient) -> None:
 
 
 async def test_index_entry_and_registration_exist_together(client: RedisClient) -> None:
-    registry = Registry(client)
+    registry = Registry(client, PREFIX)
     await registry.put(42, reg("gw1.9"))
     assert await client.sismember(KEYS.gwsubs("gw1"), "42:gw1.9")
     assert await client.hexists(KEYS.subs(42), "gw1.9")
@@ -73,7 +73,7 @@ async def test_index_written_before_the_registration(
 ) -> None:
     """A put that dies between its two writes leaves an index entry, never an orphan
     registration; a delete that dies between its two writes leaves an index entry too."""
-    registry = Registry(client)
+    registry = Registry(client, PREFIX)
 
     async def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("crash")
@@ -98,7 +98,7 @@ async def test_index_written_before_the_registration(
 
 
 async def test_many_registrations_scan_fully(client: RedisClient) -> None:
-    registry = Registry(client)
+    registry = Registry(client, PREFIX)
     for i in range(600):
         await registry.put(i % 256, reg(f"gw1.{i}"))
     assert len(await registry.by_gateway("gw1")) == 600
@@ -111,4 +111,4 @@ async def test_prefix(client: RedisClient) -> None:
     registry = Registry(client, prefix="other")
     await registry.put(1, reg("gw1.1"))
     assert await client.hexists("other:subs:{1}", "gw1.1")
-    assert await Registry(client).get(1, "gw1.1") is None
+    assert await Registry(client, PREFIX).get(1, "gw1.1") is None

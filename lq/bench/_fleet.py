@@ -25,10 +25,7 @@ import orjson
 
 from cluster.loops import cancel_all, cancel_requested
 from cluster.partition import PARTITIONS, owner
-from storage import (
-    Leases,
-    RedisClient,
-)
+from storage import Leases
 
 __all__ = ["Fleet", "ShardProcess", "cancel_all", "cancelling", "http_get", "shard_env"]
 
@@ -255,11 +252,11 @@ class Fleet:
                 raise TimeoutError(f"shards not ready after {timeout}s: {states}")
             await asyncio.sleep(0.05)
 
-    async def balanced(self, client: RedisClient, ids: Iterable[str]) -> str | None:
+    async def balanced(self, leases: Leases, ids: Iterable[str]) -> str | None:
         """None when every lease is held by its HRW owner among `ids` and each of them
         is ready and serves exactly its share; else what is not so yet."""
         shards = sorted(ids)
-        holders = await Leases(client).holders(range(PARTITIONS))
+        holders = await leases.holders(range(PARTITIONS))
         wrong = [p for p, h in holders.items() if h is None or h.shard != owner(p, shards)]
         if wrong:
             return f"{len(wrong)} leases not with their HRW owner, e.g. {wrong[:5]}"
@@ -270,7 +267,7 @@ class Fleet:
             return None
         return f"ready {[(s, c) for s, (c, _) in states.items()]}, serving {served} of {share}"
 
-    async def wait_balanced(self, client: RedisClient, ids: Iterable[str],
+    async def wait_balanced(self, leases: Leases, ids: Iterable[str],
                             timeout: float = 30.0) -> None:
         """Until `balanced`; TimeoutError (with the reason) after `timeout` seconds."""
         shards = list(ids)
@@ -278,7 +275,7 @@ class Fleet:
         why: str | None = "not looked yet"
         while time.monotonic() < deadline:
             try:
-                why = await self.balanced(client, shards)
+                why = await self.balanced(leases, shards)
             except Exception as e:  # Redis restarting: look again
                 why = repr(e)
             if why is None:

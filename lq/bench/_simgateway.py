@@ -3,8 +3,9 @@
 `SimGateway` plays a gateway on the internal wire (DESIGN.md 5b, PROTOCOL.md
 section 3): it creates its delta stream, registers subscriptions and sends `subscribe`
 to the HRW owner (re-sending to a recomputed owner when no `reset` comes in time), reads
-the frames on a client of its own and applies them per subscription exactly as a
-gateway plus a client would:
+the frames on a blocking client of its own (both from one `storage.Storage` front, opened
+from the storage settings the shards read) and applies them per subscription exactly as
+a gateway plus a client would:
 
 - fence every subscription, count every incarnation's frames and answer gaps with the
   shipped gateway's rules, by calling them: `gateway.live.delivery` (`SubFence`,
@@ -33,20 +34,11 @@ import orjson
 
 from cluster.messages import Registration
 from cluster.partition import owner, partition_of
+from cluster.settings import StorageSettings
 from gateway.live.delivery import FrameCounters, FrameVerdict, Phase, Verdict, gap_targets
 from lq.bench._fleet import cancel_all, cancelling
 from lq.bench._simsub import Decoded, SimSub
-from storage import (
-    Control,
-    DeltaFrame,
-    Deltas,
-    DeltaStreamGone,
-    DeltaTrimmed,
-    Membership,
-    RedisClient,
-    Registry,
-    connect,
-)
+from storage import BlockingReads, DeltaFrame, DeltaStreamGone, DeltaTrimmed, Storage
 
 __all__ = ["FrameRecord", "SimGateway", "taken_over"]
 
@@ -68,26 +60,24 @@ class SimGateway:
 
     def __init__(
         self,
-        redis_url: str,
+        storage: StorageSettings,
         gateway_id: str = "gw-sim",
         *,
-        prefix: str = "lq",
         resend_s: float = 2.0,
         stream_ttl_s: int = 86_400,
         heartbeat_ms: int = 1000,
         journal: bool = True,
         on_frame: Callable[[DeltaFrame, list[Decoded], float], None] | None = None,
     ) -> None:
-        self.url = redis_url
+        self.storage = storage
         self.id = gateway_id
-        self.prefix = prefix
         self.resend_s = resend_s
         self.stream_ttl_s = stream_ttl_s
         self.heartbeat_ms = heartbeat_ms
         self.keep_journal = journal
         self.on_frame = on_frame
-        self.client: RedisClient | None = None
-        self.reader: RedisClient | None = None
+        self.front: Storage | None = None  # opened by start(), closed by close()
+        self.reader: BlockingReads | None = None
         self.subs: dict[str, SimSub] = {}
         self.counters = FrameCounters()
         self.journal: list[FrameRecord] = []
@@ -105,9 +95,9 @@ class SimGateway:
     # -- lifecycle
 
     async def start(self) -> None:
-        self.client = connect(self.url)
-        self.reader = connect(self.url)
-        self.position = await Deltas(self.client, self.prefix).create(self.id, self.stream_ttl_s)
+        front = self.front = Storage.open(self.storage)
+        self.reader = front.blocking()
+        self.position = await front.deltas.create(self.id, self.stream_ttl_s)
         await self._heartbeat()
         self._tasks = [asyncio.create_task(self._read_loop()),
                        asyncio.create_task(self._ask_loop())]
@@ -117,7 +107,7 @@ class SimGateway:
     async def _heartbeat(self) -> None:
         """Gateway liveness (shards drop what a gateway gone past their grace held)."""
         ttl = max(self.heartbeat_ms * 3, 1000)
-        await Membership(self._c(), self.prefix).heartbeat("gateway", self.id, ttl, b"{}")
+        await self._f().membership.heartbeat("gateway", self.id, ttl, b"{}")
 
     async def _heartbeat_loop(self) -> None:
         while not cancelling():
@@ -129,9 +119,8 @@ class SimGateway:
 
     async def close(self) -> None:
         await cancel_all(self._tasks)
-        for client in (self.client, self.reader):
-            if client is not None:
-                await client.aclose()
+        if self.front is not None:
+            await self.front.aclose()
 
     async def __aenter__(self) -> SimGateway:
         await self.start()
@@ -140,16 +129,16 @@ class SimGateway:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _c(self) -> RedisClient:
-        assert self.client is not None, "start() first"
-        return self.client
+    def _f(self) -> Storage:
+        assert self.front is not None, "start() first"
+        return self.front
 
     # -- ownership as a gateway computes it
 
     async def live(self, max_age: float = 0.05) -> list[str]:
         now = time.monotonic()
         if now - self._live_at > max_age:
-            self._live, _ = await Membership(self._c(), self.prefix).live("shard")
+            self._live, _ = await self._f().membership.live("shard")
             self._live_at = now
         return self._live
 
@@ -167,7 +156,7 @@ class SimGateway:
         sub = SimSub(rid, p, tenant, dict(query), time.monotonic())
         sub.asked_at = sub.created_at  # not due for a re-send while it is being sent
         self.subs[rid] = sub
-        await Registry(self._c(), self.prefix).put(p, Registration(rid, tenant, self.id, query))
+        await self._f().registry.put(p, Registration(rid, tenant, self.id, query))
         await self._send(sub, "subscribe", target)
         return sub
 
@@ -183,16 +172,16 @@ class SimGateway:
         sub.query = dict(query)
         sub.next_limit = query.get("limit")
         registration = Registration(rid, sub.tenant, self.id, query)
-        await Registry(self._c(), self.prefix).put(sub.p, registration)
+        await self._f().registry.put(sub.p, registration)
         await self._send(sub, "reanchor")
 
     async def unsubscribe(self, rid: str) -> None:
         sub = self.subs[rid]
         sub.active = False
-        await Registry(self._c(), self.prefix).delete(sub.p, rid, self.id)
+        await self._f().registry.delete(sub.p, rid, self.id)
         target = await self.owner(sub.p)
         if target is not None:
-            await Control(self._c(), self.prefix).send(target, "unsubscribe", sub.p, rid, self.id)
+            await self._f().control.send(target, "unsubscribe", sub.p, rid, self.id)
 
     async def _send(self, sub: SimSub, op: str, target: str | None = None) -> None:
         sub.asking = True
@@ -201,7 +190,7 @@ class SimGateway:
         if target is None:
             target = await self.owner(sub.p)
         if target is not None:
-            entry = await Control(self._c(), self.prefix).send(target, op, sub.p, sub.rid, self.id)
+            entry = await self._f().control.send(target, op, sub.p, sub.rid, self.id)
             self.sent.append((target, op, sub.rid, entry))
 
     def _ask(self, sub: SimSub) -> None:
@@ -238,15 +227,14 @@ class SimGateway:
 
     async def _read_loop(self) -> None:
         assert self.reader is not None
-        deltas = Deltas(self.reader, self.prefix)
+        deltas = self.reader.deltas
         while not cancelling():
             try:
                 got = await deltas.read(self.id, self.position, count=500, block_ms=200)
             except (DeltaStreamGone, DeltaTrimmed) as e:
                 self.anomalies.append(f"delta stream: {e!r}")
                 with contextlib.suppress(Exception):
-                    self.position = await Deltas(self._c(), self.prefix).create(
-                        self.id, self.stream_ttl_s)
+                    self.position = await self._f().deltas.create(self.id, self.stream_ttl_s)
                     for sub in self.subs.values():
                         self._ask(sub)
                 await asyncio.sleep(0.05)

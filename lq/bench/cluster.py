@@ -43,7 +43,7 @@ from cluster.settings import StorageSettings
 from lq.bench._shardsim import Decoded, Fleet, SimGateway, SimSub, shard_env, taken_over
 from lq.bench._table import Row, print_table, quantile
 from lq.embedded import redis_or_embedded
-from storage import DeltaFrame, Leases, RedisClient, RowStore, WriteOp, connect, run_batch
+from storage import DeltaFrame, RowStore, Storage, WriteOp, run_batch
 
 __all__ = ["configure", "run"]
 
@@ -156,16 +156,12 @@ def writer_main() -> None:
     url, rate, duration, count, first = sys.argv[1:6]
 
     async def main() -> dict[str, float]:
-        client = connect(url)
-        try:
-            store = RowStore(client, StorageSettings(redis_url=url))
+        async with Storage.open(StorageSettings(redis_url=url)) as front:
             # open the pool's connections first: making them as the first writes go
             # out would be counted as those writes' latency
-            await asyncio.gather(*(client.ping() for _ in range(64)))
-            return await _paced(store, _collections(int(count)), float(rate), float(duration),
-                                int(first))
-        finally:
-            await client.aclose()
+            await asyncio.gather(*(front.client.ping() for _ in range(64)))
+            return await _paced(front.rows, _collections(int(count)), float(rate),
+                                float(duration), int(first))
 
     sys.stdout.buffer.write(orjson.dumps(asyncio.run(main())))
 
@@ -203,19 +199,20 @@ async def _until(check: Callable[[], bool], timeout: float, step: float = 0.005)
 
 
 async def _latency_and_saturation(args: argparse.Namespace, url: str, logs: Path,
-                                  client: RedisClient) -> list[Row]:
+                                  front: Storage) -> list[Row]:
     # Long leases here: the saturation bursts pause both shards (SIGSTOP).
     env = {"LQ_LEASE_TTL_MS": "20000", "LQ_MEMBER_TTL_MS": "20000"}
     collections = _collections(args.collections)
-    store = RowStore(client, StorageSettings(redis_url=url))
+    store = front.rows
     latency = _Latency()
     out: list[Row] = []
     first = 0
     with _fleet(url, logs, env) as fleet:
-        async with SimGateway(url, "bench-gw", journal=False, on_frame=latency.on_frame) as gw:
+        async with SimGateway(front.settings, "bench-gw", journal=False,
+                              on_frame=latency.on_frame) as gw:
             for shard in SHARDS:
                 fleet.start(shard)
-            await fleet.wait_balanced(client, SHARDS, timeout=60)
+            await fleet.wait_balanced(front.leases, SHARDS, timeout=60)
             for tenant, entity in collections:
                 await gw.subscribe(tenant, {"entity": entity, "mode": "changes"})
             await _until(gw.all_synced, 30)
@@ -293,20 +290,20 @@ async def _saturation(args: argparse.Namespace, fleet: Fleet, store: RowStore,
 
 
 async def _failovers(args: argparse.Namespace, url: str, logs: Path,
-                     client: RedisClient) -> list[Row]:
+                     front: Storage) -> list[Row]:
     """Default timings (heartbeat 1 s, TTL 3 s): SIGKILL and SIGTERM, `--runs` each."""
-    await client.flushdb()
+    await front.client.flushdb()
     collections = _collections(args.collections)
-    store = RowStore(client, StorageSettings(redis_url=url))
+    store = front.rows
     for n, (tenant, entity) in enumerate(collections):
         ops = [WriteOp("put", entity, f"r{i}", _row(n * 100 + i)) for i in range(100)]
         await run_batch(store, tenant, ops)
     times: dict[str, list[float]] = {"kill": [], "term": []}
     with _fleet(url, logs, {}) as fleet:
-        async with SimGateway(url, "bench-gw2", journal=False) as gw:
+        async with SimGateway(front.settings, "bench-gw2", journal=False) as gw:
             for shard in SHARDS:
                 fleet.start(shard)
-            await fleet.wait_balanced(client, SHARDS, timeout=60)
+            await fleet.wait_balanced(front.leases, SHARDS, timeout=60)
             for tenant, entity in collections:
                 await gw.subscribe(tenant, {"entity": entity, "mode": "changes"})
                 await gw.subscribe(tenant, {"entity": entity, "sort": ["-n"], "limit": 20})
@@ -314,9 +311,9 @@ async def _failovers(args: argparse.Namespace, url: str, logs: Path,
             for k in range(args.runs * 2):
                 kind = ("kill", "term")[k % 2]
                 victim = SHARDS[k // 2 % 2]
-                times[kind].append(await _failover(fleet, gw, client, victim, kind))
+                times[kind].append(await _failover(fleet, gw, front, victim, kind))
                 fleet.start(victim)  # the same id again: a new incarnation
-                await fleet.wait_balanced(client, SHARDS, timeout=60)
+                await fleet.wait_balanced(front.leases, SHARDS, timeout=60)
                 await _until(gw.all_synced, 30)
     return [
         ("failover after SIGKILL", f"{statistics.median(times['kill']):.2f} s",
@@ -326,9 +323,9 @@ async def _failovers(args: argparse.Namespace, url: str, logs: Path,
     ]
 
 
-async def _failover(fleet: Fleet, gw: SimGateway, client: RedisClient, victim: str,
+async def _failover(fleet: Fleet, gw: SimGateway, front: Storage, victim: str,
                     kind: str) -> float:
-    holders = await Leases(client).holders(range(PARTITIONS))
+    holders = await front.leases.holders(range(PARTITIONS))
     old = {p: h.epoch for p, h in holders.items() if h is not None and h.shard == victim}
     affected: list[SimSub] = gw.subs_in(old)
     started = time.monotonic()
@@ -343,16 +340,16 @@ async def _failover(fleet: Fleet, gw: SimGateway, client: RedisClient, victim: s
 
 
 async def _bench(args: argparse.Namespace, url: str, logs: Path) -> list[Row]:
-    client = connect(url)
+    front = Storage.open(StorageSettings(redis_url=url))
     try:
-        await client.flushdb()
+        await front.client.flushdb()
         rows: list[Row] = [("machine", f"{os.cpu_count()} cores",
                             f"load average {os.getloadavg()[0]:.2f} at the start")]
-        rows += await _latency_and_saturation(args, url, logs, client)
-        rows += await _failovers(args, url, logs, client)
+        rows += await _latency_and_saturation(args, url, logs, front)
+        rows += await _failovers(args, url, logs, front)
         return rows
     finally:
         with contextlib.suppress(Exception):
-            await client.flushdb()
-        await client.aclose()
+            await front.client.flushdb()
+        await front.aclose()
 

@@ -22,7 +22,7 @@ from cluster.query import CursorSigner, parse_query
 from cluster.settings import StorageSettings
 from lq.bench._table import Row, print_table, quantile
 from lq.embedded import redis_or_embedded
-from storage import ChangeLog, RowStore, WriteOp, connect, run_batch, run_query
+from storage import RowStore, Storage, WriteOp, run_batch
 
 __all__ = ["configure", "run"]
 
@@ -55,9 +55,8 @@ def _row(rng: random.Random, i: int) -> dict[str, Any]:
 
 
 async def _measure(args: argparse.Namespace, url: str) -> list[Row]:
-    client = connect(url)
-    settings = StorageSettings(redis_url=url)
-    store = RowStore(client, settings)
+    front = Storage.open(StorageSettings(redis_url=url))
+    client, store = front.client, front.rows
     rng = random.Random(7)
     rows = [_row(rng, i) for i in range(max(args.writes, args.single))]
     try:
@@ -71,12 +70,12 @@ async def _measure(args: argparse.Namespace, url: str) -> list[Row]:
         )
         await client.flushdb()
         await _fill(store, args.rows, args.batch, rng)
-        load = await _async_median(args.runs, lambda: _load(client, settings, args.rows))
-        latencies = await _query_latencies(client, store, max(args.runs, 10))
+        load = await _async_median(args.runs, lambda: _load(front, args.rows))
+        latencies = await _query_latencies(front, max(args.runs, 10))
     finally:
         with contextlib.suppress(Exception):
             await client.flushdb()
-        await client.aclose()
+        await front.aclose()
     return [
         ("single writes/s (await each put)", f"{single:,.0f}", f"{args.single} puts a run"),
         ("pipelined writes/s (write script)", f"{piped:,.0f}", f"run_batch of {args.batch}"),
@@ -142,15 +141,15 @@ async def _fill(store: RowStore, n: int, batch: int, rng: random.Random) -> None
         await run_batch(store, "bench", ops)
 
 
-async def _load(client: Any, settings: StorageSettings, n: int) -> float:
+async def _load(front: Storage, n: int) -> float:
     start = time.perf_counter()
-    loaded = await ChangeLog(client, settings).load_collection("bench", "big")
+    loaded = await front.log.load_collection("bench", "big")
     elapsed = time.perf_counter() - start
     assert len(loaded.rows) == n, (len(loaded.rows), n)
     return n / elapsed
 
 
-async def _query_latencies(client: Any, store: RowStore, count: int) -> list[float]:
+async def _query_latencies(front: Storage, count: int) -> list[float]:
     signer = CursorSigner(b"bench-cursor-key-0123456789")
     query = parse_query(
         {
@@ -164,7 +163,7 @@ async def _query_latencies(client: Any, store: RowStore, count: int) -> list[flo
     samples = []
     for _ in range(count):
         start = time.perf_counter()
-        page = await run_query(client, store.keys, "bench", query, signer)
+        page = await front.query("bench", query, signer)
         samples.append((time.perf_counter() - start) * 1000)
         assert len(page.rows) == 50
     return samples

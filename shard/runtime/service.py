@@ -1,8 +1,10 @@
 """One shard process: wiring, lifecycle (STARTING -> RUNNING -> DRAINING -> STOPPED), drain.
 
-Connections: one client for commands plus three for blocking reads (log tail, control
-stream, membership notices), whatever the number of partitions. Every task belongs to
-one TaskGroup, and every part is built once, inside it, with what it uses (`_Parts`).
+Connections: one `storage.Storage` front per run, opened from the storage settings: its
+one client for commands plus three small clients for blocking reads (log tail, control
+stream, membership notices), whatever the number of partitions, all closed with it.
+Every task belongs to one TaskGroup, and every part is built once, inside it, with what
+it uses (`Parts`).
 On `stop()` (SIGTERM) the shard leaves membership with a notice, stops reading, flushes
 what it has while still holding its leases, releases them, sends a second notice and
 returns, well within 2 s: every Redis step of the drain shares one time budget and a
@@ -22,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from cluster.loops import cancel_all, guarded
 from cluster.settings import QueryLimits, ShardSettings, StorageSettings
-from storage import RedisClient, connect
+from storage import Storage
 
 from .events import Events
 from .health import HealthServer, ShardCollector
@@ -80,19 +82,15 @@ class ShardService:
         return self.state is ServiceState.RUNNING and parts is not None and parts.owner.ready
 
     async def run(self) -> None:
-        url = self.storage.redis_url
-        main, tail_c, ctrl_c, notice_c = (connect(url) for _ in range(4))
+        front = Storage.open(self.storage)
         try:
-            await self._run(main, tail_c, ctrl_c, notice_c)
+            await self._run(front)
         finally:
-            for client in (main, tail_c, ctrl_c, notice_c):
-                await client.aclose()
+            await front.aclose()
             self.state = ServiceState.STOPPED
             self.events.info("stopped")
 
-    async def _run(
-        self, main: RedisClient, tail_c: RedisClient, ctrl_c: RedisClient, notice_c: RedisClient
-    ) -> None:
+    async def _run(self, front: Storage) -> None:
         prom = CollectorRegistry()
         prom.register(ShardCollector(self._metrics))
         s = self.settings
@@ -100,9 +98,7 @@ class ShardService:
         try:
             async with asyncio.TaskGroup() as group:
                 self._parts = parts = await build(
-                    s, self.storage, self.limits, self.inc, self.events, group,
-                    main=main, tail=tail_c, control=ctrl_c, notices=notice_c,
-                    status=self._stats,
+                    s, front, self.limits, self.inc, self.events, group, status=self._stats
                 )
                 self.http_port = await health.start()
                 self.events.info("starting", inc=self.inc, http_port=self.http_port)
