@@ -1,31 +1,42 @@
 """A live list: PROTOCOL.md section 3 applied exactly, and checked.
 
 Pure (no I/O, the standard library only, nothing else of `lq_client` imported), so it
-can be imported where neither `websockets` nor `httpx` is installed, and any program
-that follows a subscription (this client, the server's own tests and tools) applies
-the protocol with this one module instead of restating its rules. Invariant: `apply`
-either moves the list to exactly what the protocol says, or raises `ProtocolViolation`
-(the caller then starts the subscription over). It checks what a client may rely on:
-`seq` grows by exactly one, a subscription starts with `reset`, indexes and ids agree, a
-window never holds more than `limit` rows, a row's version never goes backwards, and
-`synced` counts what the list holds.
+can be imported where neither `websockets` nor `httpx` is installed. It is the one
+applier of the protocol: this client, the gateway's mirror of each subscription and the
+simulated subscriber of the server's tests all apply live messages with it.
+
+Invariant: `apply` either moves the list to exactly what the protocol says, or raises
+`ProtocolViolation` and leaves the list as it was (the caller then starts the
+subscription over, drops its copy, or records the violation). It checks what a client
+may rely on: `seq` grows by exactly one (unless the messages are not numbered yet), a
+subscription starts with `reset`, indexes and ids agree, a window never holds more than
+`limit` rows, a row is never entered or matched twice, no change reaches the list twice
+(an `update`, `move` or `unmatch` of a held row carries a newer version than the list
+holds, a `leave` never an older one), and `synced` counts what the list holds.
+
+With `remember`, it also keeps the newest version of every row seen on the subscription,
+so versions never go backwards across leaves and resets and no change since the last
+reset comes twice, even for rows no longer held; that memory grows with every row that
+ever passes through, so only a bounded run (a test) should ask for it.
+
+`apply(m)` is `step(read(m))` after the `seq` check: `read` checks what a message says
+by itself and builds its `Row`, `step` checks it against the list and applies it, so a
+message applied to many lists (the gateway's mirrors) can be read once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["ProtocolViolation", "Row", "ViewState"]
+__all__ = ["Delta", "ProtocolViolation", "Row", "ViewState", "read"]
 
 
 class ProtocolViolation(Exception):
     """The server's messages broke a rule of PROTOCOL.md section 3."""
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row of a live list: `values` as written, without `id`."""
+class Row(NamedTuple):
+    """One row of a live list: `values` as written, without `id`. Immutable."""
 
     id: str
     version: int
@@ -33,22 +44,89 @@ class Row:
     cursor: str | None = None
 
 
-class ViewState:
-    """The list of one subscription on one connection."""
+Delta = tuple[str, str, int, Any, Any, Row | None, Any, bool]
+"""One message as `read` found it: (op, id, version, from, to, row, count, truncated);
+`from`/`to` are ints or None where the message has none, `row` is None for `reset`,
+`synced`, `leave` and `unmatch`, `count` and `truncated` are those of `synced`. A plain
+tuple: the gateway builds one per delta."""
 
-    def __init__(self, window: bool, limit: int | None) -> None:
+_RESET: Delta = ("reset", "", 0, None, None, None, None, False)
+# tuple.__new__ builds a Row several times faster than the NamedTuple's own __new__ (a
+# Python function) would: the gateway builds one per delta.
+_tuple = tuple.__new__
+
+
+def read(m: dict[str, Any]) -> Delta:
+    """What one live message says, checked for what it must carry whatever the list."""
+    op = m.get("op")
+    if op == "reset":
+        return _RESET
+    if op == "synced":
+        return ("synced", "", 0, None, None, None, m.get("count"),
+                bool(m.get("truncated", False)))
+    rid = m.get("id")
+    version = m.get("version")
+    if type(rid) is not str or type(version) is not int or type(op) is not str:
+        raise ProtocolViolation(f"op {op!r} without a string id and an integer version: {m}")
+    src = m.get("from")
+    to = m.get("to")
+    if op == "enter":
+        if src != -1 or type(to) is not int:
+            raise ProtocolViolation(f"enter of {rid!r} from {src} to {to}")
+    elif op == "leave":
+        if type(src) is not int or to != -1:
+            raise ProtocolViolation(f"leave of {rid!r} from {src} to {to}")
+        return (op, rid, version, src, to, None, None, False)
+    elif op == "move" or (op == "update" and (src is not None or to is not None)):
+        if type(src) is not int or type(to) is not int or (op == "update" and src != to):
+            raise ProtocolViolation(f"{op} of {rid!r} from {src} to {to}")
+    values = m.get("row")  # an unknown op goes on too: no list takes it
+    if type(values) is not dict:
+        if op == "unmatch":  # null when the row was deleted
+            return (op, rid, version, None, None, None, None, False)
+        raise ProtocolViolation(f"{op} of {rid!r} without a row object")
+    return (op, rid, version, src, to, _tuple(Row, (rid, version, values, m.get("cursor"))),
+            None, False)
+
+
+class ViewState:
+    """The list of one subscription on one connection.
+
+    `numbered=False` applies messages that carry no `seq` (the gateway applies deltas
+    before it numbers them); `remember=True` adds the checks that need the version of
+    every row ever seen (see the module docstring).
+    """
+
+    __slots__ = ("by_id", "limit", "numbered", "remember", "rows", "seq", "since_reset",
+                 "started", "synced", "truncated", "versions", "window")
+
+    def __init__(self, window: bool, limit: int | None, *, numbered: bool = True,
+                 remember: bool = False) -> None:
         self.window = window
         self.limit = limit
-        self.rows: list[Row] = []
-        self.by_id: dict[str, Row] = {}
+        self.numbered = numbered
+        self.remember = remember
+        self.rows: list[Row] = []  # window mode, in order
+        self.by_id: dict[str, Row] = {}  # every row held, in both modes
         self.seq = 0
         self.synced = False
         self.started = False
         self.truncated = False
+        self.versions: dict[str, int] = {}  # remember: the newest version of each row seen
+        self.since_reset: dict[str, int] = {}  # remember: the same since the last reset
 
     def restart(self) -> None:
         """A new subscription on a new connection: seq starts again, a reset is due."""
         self.seq = 0
+        self.started = False
+        self.synced = False
+        self.versions = {}
+
+    def drop(self) -> None:
+        """Forget the list (a holder that stops trusting its copy): nothing applies until
+        the next reset."""
+        self.rows = []
+        self.by_id = {}
         self.started = False
         self.synced = False
 
@@ -56,80 +134,172 @@ class ViewState:
         return list(self.rows) if self.window else list(self.by_id.values())
 
     def apply(self, m: dict[str, Any]) -> None:
-        seq = m.get("seq")
-        if seq != self.seq + 1:
-            raise ProtocolViolation(f"seq {seq} after {self.seq}")
-        self.seq = seq
-        op = m.get("op")
+        if self.numbered:
+            seq = m.get("seq")
+            if seq != self.seq + 1:
+                raise ProtocolViolation(f"seq {seq} after {self.seq}")
+            self.seq = seq
+        self.step(read(m))
+
+    def step(self, d: Delta) -> None:
+        """Apply one message `read` has checked: `apply` without the `seq` check."""
+        op = d[0]
         if not self.started and op != "reset":
             raise ProtocolViolation(f"the first message is {op!r}, not reset")
+        if self.window:  # the most frequent first: the gateway runs this per delta
+            if op == "update" or op == "move":
+                self._move(d)
+            elif op == "enter":
+                self._enter(d)
+            elif op == "leave":
+                self._leave(d)
+            else:
+                self._control(d)
+        elif op == "update" or op == "unmatch":
+            self._change(d)
+        elif op == "match":
+            self._match(d)
+        else:
+            self._control(d)
+
+    def _control(self, d: Delta) -> None:
+        op, _, _, _, _, _, count, truncated = d
         if op == "reset":
             self.started = True
             self.synced = False
+            self.truncated = False
             self.rows = []
             self.by_id = {}
+            self.since_reset = {}
         elif op == "synced":
-            count = len(self.rows) if self.window else len(self.by_id)
-            if m.get("count") != count:
-                raise ProtocolViolation(f"synced count {m.get('count')}, list holds {count}")
+            if count != len(self.by_id):
+                raise ProtocolViolation(f"synced count {count}, the list holds "
+                                        f"{len(self.by_id)}")
+            if self.synced:
+                raise ProtocolViolation("synced again without a reset")
             self.synced = True
-            self.truncated = bool(m.get("truncated", False))
-        elif self.window:
-            self._window(op, m)
+            self.truncated = truncated
         else:
-            self._changes(op, m)
+            mode = "window" if self.window else "changes"
+            raise ProtocolViolation(f"op {op!r} in {mode} mode")
 
-    def _row(self, m: dict[str, Any]) -> Row:
-        return Row(m["id"], m["version"], m["row"], m.get("cursor"))
-
-    def _at(self, index: Any, rid: Any) -> Row:
-        if not isinstance(index, int) or not 0 <= index < len(self.rows):
-            raise ProtocolViolation(f"index {index} outside a list of {len(self.rows)}")
-        row = self.rows[index]
-        if row.id != rid:
-            raise ProtocolViolation(f"index {index} holds {row.id!r}, not {rid!r}")
-        return row
-
-    def _window(self, op: Any, m: dict[str, Any]) -> None:
+    def _move(self, d: Delta) -> None:
+        """Window mode's `update` (in place) or `move`."""
+        op, rid, version, src, to, row, _, _ = d
         rows = self.rows
-        if op == "enter":
-            to = m.get("to")
-            if m.get("from") != -1 or not isinstance(to, int) or not 0 <= to <= len(rows):
-                raise ProtocolViolation(f"enter at {to} into a list of {len(rows)}")
-            if any(r.id == m["id"] for r in rows):
-                raise ProtocolViolation(f"enter of {m['id']!r}, already in the list")
-            rows.insert(to, self._row(m))
-            if self.limit is not None and len(rows) > self.limit:
-                raise ProtocolViolation(f"the window holds {len(rows)} > limit {self.limit}")
-        elif op == "leave":
-            self._at(m.get("from"), m.get("id"))
-            if m.get("to") != -1:
-                raise ProtocolViolation("leave with to != -1")
-            rows.pop(m["from"])
-        elif op in ("move", "update"):
-            old = self._at(m.get("from"), m.get("id"))
-            if op == "update" and m.get("to") != m.get("from"):
-                raise ProtocolViolation("update with from != to")
-            if m["version"] < old.version:
-                raise ProtocolViolation(f"version of {old.id!r} went backwards")
-            rows.pop(m["from"])
-            to = m.get("to")
-            if not isinstance(to, int) or not 0 <= to <= len(rows):
-                raise ProtocolViolation(f"{op} to {to} in a list of {len(rows) + 1}")
-            rows.insert(to, self._row(m))
+        n = len(rows)
+        if src is None or not 0 <= src < n:
+            raise ProtocolViolation(f"{op} of {rid!r} from {src}: outside a list of {n}")
+        old = rows[src]
+        if old.id != rid:
+            raise _elsewhere(op, rid, src, old)
+        if not 0 <= to < n:
+            raise ProtocolViolation(f"{op} of {rid!r} to {to} in a list of {n}")
+        if version <= old.version:
+            raise _not_newer(op, rid, old.version, version)
+        if row is None:
+            raise _no_row(op, rid)
+        if self.remember:
+            self._seen(op, rid, version, True)
+        if to == src:
+            rows[to] = row
         else:
-            raise ProtocolViolation(f"op {op!r} in window mode")
+            del rows[src]
+            rows.insert(to, row)
+        self.by_id[rid] = row
 
-    def _changes(self, op: Any, m: dict[str, Any]) -> None:
-        rid = m.get("id")
-        if not isinstance(rid, str):
-            raise ProtocolViolation(f"{op} without an id")
+    def _enter(self, d: Delta) -> None:
+        op, rid, version, _, to, row, _, _ = d
+        n = len(self.rows)
+        if not 0 <= to <= n:
+            raise ProtocolViolation(f"enter of {rid!r} at {to} into a list of {n}")
+        if rid in self.by_id:
+            raise ProtocolViolation(f"enter of {rid!r}, already in the list")
+        if self.limit is not None and n >= self.limit:
+            raise ProtocolViolation(f"enter of {rid!r}: a list of {n + 1} exceeds limit "
+                                    f"{self.limit}")
+        if row is None:
+            raise _no_row(op, rid)
+        if self.remember:
+            self._seen(op, rid, version, False)
+        self.rows.insert(to, row)
+        self.by_id[rid] = row
+
+    def _leave(self, d: Delta) -> None:
+        op, rid, version, src, _, _, _, _ = d
+        rows = self.rows
+        if not 0 <= src < len(rows):
+            raise ProtocolViolation(f"leave of {rid!r} from {src}: outside a list of "
+                                    f"{len(rows)}")
+        old = rows[src]
+        if old.id != rid:
+            raise _elsewhere(op, rid, src, old)
+        if version < old.version:  # an eviction's leave repeats the version held
+            raise _not_newer(op, rid, old.version, version)
+        if self.remember:
+            self._seen(op, rid, version, False)
+        del rows[src]
+        del self.by_id[rid]
+
+    def _match(self, d: Delta) -> None:
+        op, rid, version, _, _, row, _, _ = d
+        if rid in self.by_id:
+            raise ProtocolViolation(f"match of {rid!r}, already matched")
+        if row is None:
+            raise _no_row(op, rid)
+        if self.remember:
+            self._seen(op, rid, version, self.synced)
+        self.by_id[rid] = row
+
+    def _change(self, d: Delta) -> None:
+        """Changes mode's `update` or `unmatch`."""
+        op, rid, version, _, _, row, _, _ = d
         old = self.by_id.get(rid)
-        if old is not None and m.get("version", 0) < old.version:
-            raise ProtocolViolation(f"version of {rid!r} went backwards")
-        if op in ("match", "update"):
-            self.by_id[rid] = Row(rid, m["version"], m["row"])
-        elif op == "unmatch":
-            self.by_id.pop(rid, None)
-        else:
-            raise ProtocolViolation(f"op {op!r} in changes mode")
+        if old is not None:
+            if version <= old.version:
+                raise _not_newer(op, rid, old.version, version)
+        elif not self.truncated:  # a truncated snapshot holds only some matching rows
+            raise ProtocolViolation(f"{op} of {rid!r}, not matched")
+        if op == "update":
+            if row is None:
+                raise _no_row(op, rid)
+            if self.remember:
+                self._seen(op, rid, version, True)
+            self.by_id[rid] = row
+            return
+        if self.remember:
+            self._seen(op, rid, version, True)
+        if old is not None:
+            del self.by_id[rid]
+
+    def _seen(self, op: str, rid: str, version: int, live: bool) -> None:
+        """The remembered checks: an enter, a leave or a snapshot's match may repeat a
+        version (a promotion or eviction of an unchanged row), a live change never does."""
+        last = self.versions.get(rid)
+        if last is not None and version < last:
+            raise ProtocolViolation(f"{op} of {rid!r}: its version went back "
+                                    f"{last} -> {version}")
+        seen = self.since_reset.get(rid)
+        if live and seen is not None and version <= seen:
+            raise ProtocolViolation(f"{op} of {rid!r} v{version} again since the reset "
+                                    f"(already had v{seen}): a duplicate")
+        self.versions[rid] = version
+        self.since_reset[rid] = version
+
+
+# The messages of violations, built only when one is raised.
+
+
+def _elsewhere(op: str, rid: str, index: int, held: Row) -> ProtocolViolation:
+    return ProtocolViolation(f"{op} of {rid!r} from {index}: the list holds {held.id!r} there")
+
+
+def _not_newer(op: str, rid: str, held: int, version: int) -> ProtocolViolation:
+    if version < held:
+        return ProtocolViolation(f"{op} of {rid!r}: its version went back {held} -> {version}")
+    return ProtocolViolation(f"{op} of {rid!r} v{version} again (the list holds v{held}): "
+                             f"a duplicate")
+
+
+def _no_row(op: str, rid: str) -> ProtocolViolation:
+    return ProtocolViolation(f"{op} of {rid!r} without a row object")
