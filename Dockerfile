@@ -24,6 +24,8 @@ COPY shard ./shard
 COPY gateway ./gateway
 COPY lq ./lq
 COPY clients/python/lq_client ./clients/python/lq_client
+# gateway/static/lq-client.js links to the JavaScript client's one copy
+COPY clients/js/lq-client.js ./clients/js/lq-client.js
 RUN /opt/lq/bin/pip install --upgrade pip \
  && /opt/lq/bin/pip install . \
  && /opt/lq/bin/lq --version

@@ -73,3 +73,7 @@ class Keys:
 
     def delta(self, gateway_id: str) -> str:
         return f"{self.prefix}:delta:{gateway_id}"
+
+    def ticket(self, digest: str) -> str:
+        """A single-use ticket, by the SHA-256 of the ticket (never the ticket itself)."""
+        return f"{self.prefix}:ticket:{digest}"

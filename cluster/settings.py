@@ -141,6 +141,12 @@ class GatewaySettings:
     sse_linger: float = _f(30.0, "seconds a disconnected SSE stream is kept for Last-Event-ID")
     poll_lease: float = _f(60.0, "seconds an idle long-polling handle is kept")
     drain_timeout: float = _f(5.0, "seconds the SIGTERM drain may take before the exit")
+    cors_origins: str = _f(
+        "", "browser origins allowed to call from another origin, comma-separated: exact "
+        "(`https://app.example.com`), any port of a host (`http://localhost:*`) or `*`; "
+        "empty: none")
+    ticket_ttl: float = _f(30.0, "seconds a ticket (POST /v1/tickets) stays valid (1-300)")
+    demo: bool = _f(False, "serve the live demo page at / (development: it mints tokens)")
 
 
 @dataclass(frozen=True, slots=True)

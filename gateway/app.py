@@ -1,10 +1,11 @@
 """The ASGI app factory: routes, error handlers, access logs and metrics, one lifespan.
 
-Invariant: `create_app` does no I/O; the lifespan opens the Redis client (and loads the
+Invariant: `create_app` does no I/O; the lifespan opens the storage front (and loads the
 cursor key) at startup, starts the live side's loops in one TaskGroup, and at shutdown
 drains the live side, stops those loops with `cluster.loops.cancel_all` (which cancels
-again a loop whose cancellation Python 3.11 lost) and closes the client, so every
-resource and task has one owner. Errors are answered in one place (`errors`), requests
+again a loop whose cancellation Python 3.11 lost) and closes the storage front (its
+command client and the live side's blocking readers), so every resource and task has
+one owner. Errors are answered in one place (`errors`), requests
 are logged and counted in one place (`access`).
 """
 
@@ -25,12 +26,15 @@ from cluster.loops import cancel_all
 
 from .access import AccessMiddleware
 from .context import Context, GatewayConfig
+from .cors import CorsMiddleware, OriginRules
 from .errors import error_response, http_error_response
+from .http.assets import asset_routes
 from .http.batch import batch_routes
 from .http.cluster_view import LiveCollector, cluster_routes
 from .http.ops import ops_routes
 from .http.query import query_routes
 from .http.rows import row_routes
+from .http.tickets import ticket_routes
 from .live.poll import PollHandles, poll_routes
 from .live.service import LiveService
 from .live.sse import sse_routes
@@ -71,19 +75,20 @@ def create_app(config: GatewayConfig) -> Starlette:
                 finally:
                     await live.drain()
                     await cancel_all(tasks)
-            await live.close()
         finally:
             await ctx.close()
 
     routes = [
         *row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx),
-        *cluster_routes(ctx, lambda: live.gateway_id),
+        *cluster_routes(ctx, lambda: live.gateway_id), *ticket_routes(ctx, live.tickets),
         *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles),
+        *asset_routes(ctx),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(AccessMiddleware, metrics=ctx.metrics, enabled=config.gateway.access_log)
+            Middleware(AccessMiddleware, metrics=ctx.metrics, enabled=config.gateway.access_log),
+            Middleware(CorsMiddleware, rules=OriginRules.parse(config.gateway.cors_origins)),
         ],
         exception_handlers={LiveQueryError: _on_error, HTTPException: _on_http_error},
         lifespan=lifespan,

@@ -1,9 +1,12 @@
-"""What every endpoint shares: configuration, auth, metrics, the breaker and the Redis client.
+"""What every endpoint shares: configuration, auth, metrics, the breaker and the storage
+front.
 
 Invariant: every Redis call of a request goes through `Context.call`, so the circuit
 breaker sees every outcome and no availability fault escapes as anything but
-`StorageUnavailable` (503). The Redis client is owned by the app's lifespan: opened at
-startup, closed with `aclose()` at shutdown; `client` is None outside that span.
+`StorageUnavailable` (503). The process's one `storage.Storage` front (its command client,
+its adapters built once from the settings, its blocking readers) is owned by the app's
+lifespan: opened at startup, closed with `aclose()` at shutdown; `storage()` refuses
+outside that span.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from starlette.requests import Request
 from cluster.errors import LiveQueryError, StorageUnavailable
 from cluster.query import CursorSigner
 from cluster.settings import AuthSettings, GatewaySettings, QueryLimits, StorageSettings
-from storage import RedisClient, RowStore, as_unavailable, connect, cursor_secret
+from storage import BlockingReads, RowStore, Storage, as_unavailable
 
 from .auth import Authenticator, Principal
 from .breaker import CircuitBreaker
@@ -54,8 +57,7 @@ class Context:
             g.breaker_failures, g.breaker_cooldown, on_change=self.metrics.breaker_changed
         )
         self.rates = TenantRates(g.http_rate, g.http_burst)
-        self.client: RedisClient | None = None
-        self.store: RowStore | None = None
+        self.front: Storage | None = None
         self._signer: CursorSigner | None = None
         self._signer_lock = asyncio.Lock()
 
@@ -63,31 +65,36 @@ class Context:
         g = self.config.gateway
         # No client-level retries: a command re-sent after a lost reply could apply a
         # write twice. Reads are retried in `call`, where that is known to be safe.
-        self.client = connect(
-            self.config.storage.redis_url,
+        self.front = Storage.open(
+            self.config.storage,
             socket_timeout=g.redis_timeout,
             socket_connect_timeout=g.redis_timeout,
         )
-        self.store = RowStore(self.client, self.config.storage)
         try:
             await self.signer()
         except StorageUnavailable:
             pass  # loaded by the first query that needs it; the gateway still starts
 
     async def close(self) -> None:
-        client, self.client, self.store = self.client, None, None
-        if client is not None:
-            await client.aclose()
+        front, self.front = self.front, None
+        if front is not None:
+            await front.aclose()
+
+    def storage(self) -> Storage:
+        """The storage front; StorageUnavailable outside the app's lifespan."""
+        if self.front is None:
+            raise StorageUnavailable("the gateway is not connected to Redis")
+        return self.front
 
     def rows(self) -> RowStore:
-        if self.store is None:
-            raise StorageUnavailable("the gateway is not connected to Redis")
-        return self.store
+        return self.storage().rows
 
-    def redis(self) -> RedisClient:
-        if self.client is None:
-            raise StorageUnavailable("the gateway is not connected to Redis")
-        return self.client
+    def blocking(self) -> BlockingReads:
+        """A client for one blocking reader (its waits do not hold command connections)."""
+        g = self.config.gateway
+        # A blocking read waits up to its block time; the socket timeout leaves room.
+        return self.storage().blocking(socket_timeout=g.redis_timeout + g.delta_block_ms / 1000,
+                                       socket_connect_timeout=g.redis_timeout)
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, read: bool = False) -> T:
         """Run one Redis operation under the circuit breaker; faults become 503.
@@ -139,9 +146,8 @@ class Context:
             async with self._signer_lock:
                 if self._signer is None:
                     secret = self.config.gateway.cursor_secret
-                    prefix = self.config.storage.prefix
                     key = await self.call(
-                        lambda: cursor_secret(self.redis(), prefix, secret), read=True
+                        lambda: self.storage().cursor_secret(secret), read=True
                     )
                     self._signer = CursorSigner(key)
         return self._signer

@@ -40,6 +40,9 @@ __all__ = ["DEV_SCOPES", "DEV_TENANT", "configure", "run"]
 
 DEV_TENANT = "dev"
 DEV_SCOPES = "lq:read:* lq:write:* lq:admin"
+# what lq dev's gateways allow browsers (the environment may say otherwise): pages on any
+# local port, and the demo page at / (docs/browser.md)
+DEV_BROWSER_ENV = {"LQ_CORS_ORIGINS": "http://localhost:*,http://127.0.0.1:*", "LQ_DEMO": "1"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -137,7 +140,7 @@ def _gateway_specs(args: argparse.Namespace, base: dict[str, str]) -> list[Child
         port = args.port + i
         argv = [sys.executable, "-m", "lq", "gateway", "--host", args.host, "--port", str(port)]
         specs.append(ChildSpec(
-            name=f"gateway-{i}", argv=argv, env=dict(base),
+            name=f"gateway-{i}", argv=argv, env={**DEV_BROWSER_ENV, **base},
             ready_url=f"http://{local}:{port}/readyz", detail=f"http://{local}:{port}",
         ))
     return specs
@@ -151,6 +154,8 @@ def _banner(say: Callable[[str], None], plan: _Plan, args: argparse.Namespace) -
     say(f"lq dev is up: {args.shards} shard(s), {args.gateways} gateway(s)")
     for gateway_url in plan.gateway_urls:
         say(f"  url      {gateway_url}")
+    if os.environ.get("LQ_DEMO", "1") not in ("0", "false", "no"):
+        say(f"  demo     {url}/  (a live table in your browser)")
     say(f"  redis    {redact(plan.redis_url)}")
     say(f"  token    {token}")
     say(f"           (tenant {DEV_TENANT}; scopes {DEV_SCOPES}; valid {args.token_ttl:.0f} s)")

@@ -93,6 +93,9 @@ def raise_fd_limit() -> None:
 
 def run(args: argparse.Namespace) -> int:
     flush = configure_json_logging()
+    # uvicorn's access lines carry whole query strings (a `?token=` or `?ticket=`); the
+    # gateway's own access log (gateway.access) has the route and path, never the query
+    logging.getLogger("uvicorn.access").disabled = True
     try:
         config = config_from(args, dict(os.environ))
         app = create_app(config)

@@ -24,6 +24,7 @@ from .rows import RowStore, WriteResult
 from .secrets import cursor_secret
 from .status import ClusterSnapshot, Member, read_snapshot
 from .tail import PartitionTail, TailRead, Wanted
+from .tickets import Tickets
 
 __all__ = [
     "BLOCKING_CONNECTIONS",
@@ -58,6 +59,7 @@ __all__ = [
     "Storage",
     "StoredRow",
     "TailRead",
+    "Tickets",
     "Wanted",
     "WriteOp",
     "WriteResult",

@@ -51,6 +51,7 @@ from .rows import RowStore
 from .secrets import cursor_secret
 from .status import ClusterSnapshot, read_snapshot
 from .tail import PartitionTail
+from .tickets import Tickets
 
 __all__ = ["BLOCKING_CONNECTIONS", "MAX_BLOCKING_READERS", "BlockingReads", "Storage"]
 
@@ -97,6 +98,7 @@ class Storage:
         self.deltas = Deltas(client, prefix, settings.delta_maxlen)
         self.leases = Leases(client, prefix)
         self.membership = Membership(client, prefix)
+        self.tickets = Tickets(client, prefix)
         self._blocking: list[BlockingReads] = []
         self._closed = False
 

@@ -159,7 +159,7 @@ async def test_sse_starts_over_when_its_buffer_cannot_cover(cluster: LiveCluster
             await sse.converge(http, tok, Q)
 
 
-async def test_sse_ends_with_an_error_event_at_expiry(
+async def test_sse_ends_with_a_token_expired_event_at_expiry(
     cluster: LiveCluster, http: httpx.AsyncClient
 ) -> None:
     tok = token(new_tenant(), ttl=2)
@@ -167,11 +167,62 @@ async def test_sse_ends_with_an_error_event_at_expiry(
                            headers=auth(tok)) as r:
         reader = SseReader(r)
         event = await reader.next()
-        while event["event"] != "error":
+        while event["event"] not in ("token_expired", "error"):
             event = await reader.next(5)
+        assert event["event"] == "token_expired"  # a name EventSource's `error` is not
         assert json.loads(event["data"])["code"] == "unauthorized"
+        legacy = await reader.next(5)  # then the old event, for clients older than the name
+        assert legacy["event"] == "error" and legacy["data"] == event["data"]
         with pytest.raises(EOFError):
             await reader.next(5)
+
+
+async def _ticket(http: httpx.AsyncClient, tok: str) -> str:
+    r = await http.post("/v1/tickets", headers=auth(tok))
+    assert r.status_code == 200, r.text
+    return str(r.json()["ticket"])
+
+
+async def test_a_new_stream_with_a_ticket_and_last_event_id_continues_without_a_snapshot(
+    cluster: LiveCluster, http: httpx.AsyncClient
+) -> None:
+    """What a browser does to refresh its token: a new EventSource on a fresh ticket,
+    with `?last_event_id=` (it cannot set the header), and a cache buster."""
+    tenant = new_tenant()
+    tok = token(tenant)
+    await _put(http, tok, "a", 1)
+    q = json.dumps(Q)
+    params = {"q": q, "ticket": await _ticket(http, tok), "_": "1"}
+    async with http.stream("GET", "/v1/sse", params=params) as r:
+        assert r.status_code == 200
+        sse = SseView(SseReader(r))
+        await sse.converge(http, tok, Q)
+        last = sse.events[-1]["id"]
+    await _put(http, tok, "b", 2)
+    refreshed = token(tenant, ttl=7200)  # the app's new token
+    params = {"q": q, "ticket": await _ticket(http, refreshed), "last_event_id": last,
+              "_": "2"}
+    async with http.stream("GET", "/v1/sse", params=params) as r:
+        reader = SseReader(r)
+        event = await reader.next()
+        assert event["event"] == "enter"  # no reset, no snapshot: continued where it was
+        stream, seq = last.rsplit(".", 1)
+        assert event["id"] == f"{stream}.{int(seq) + 1}"
+        sse.reader = reader
+        sse.view.apply(json.loads(event["data"]))
+        await sse.converge(http, tok, Q)
+
+
+async def test_live_transports_ignore_underscore_parameters_only(
+    cluster: LiveCluster, http: httpx.AsyncClient
+) -> None:
+    tok = token(new_tenant())
+    q = json.dumps(Q)
+    r = await http.get("/v1/poll", params={"q": q, "wait": "0", "_": "123"}, headers=auth(tok))
+    assert r.status_code == 200, r.text
+    for path in ("/v1/poll", "/v1/sse"):
+        r = await http.get(path, params={"q": q, "cachebuster": "1"}, headers=auth(tok))
+        assert r.status_code == 400 and "cachebuster" in r.json()["error"]["message"]
 
 
 class Poller:

@@ -111,4 +111,7 @@ def test_the_build_copies_only_what_exists_and_is_not_ignored(stages: list[Stage
     wanted = {str(Path(where, top)).removeprefix("./") for top in tops
               for where in find.get("where", ["."]) if (ROOT / where / top).is_dir()}
     assert len(wanted) == len(tops), (tops, wanted)
-    assert wanted | {"pyproject.toml", "README.md"} == set(copied)
+    linked = {str(path.resolve().relative_to(ROOT)) for top in wanted
+              for path in (ROOT / top).rglob("*") if path.is_symlink()}
+    assert linked, "gateway/static/lq-client.js links to clients/js"
+    assert wanted | linked | {"pyproject.toml", "README.md"} == set(copied)

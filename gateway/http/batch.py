@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 
 from cluster.errors import InvalidRequest, LiveQueryError, NotFound, TooLarge, VersionConflict
 from cluster.query import check_entity
-from storage import WriteOp, check_id, run_batch
+from storage import WriteOp, check_id
 
 from ..auth import Principal
 from ..context import Context
@@ -90,7 +90,7 @@ def batch_routes(ctx: Context) -> list[BaseRoute]:
                 outcomes[i] = e
         ops = [op for _, op in valid]
         if ops:
-            done = await ctx.call(lambda: run_batch(ctx.rows(), who.tenant, ops))
+            done = await ctx.call(lambda: ctx.storage().batch(who.tenant, ops))
             for (i, op), outcome in zip(valid, done, strict=True):
                 gone = isinstance(outcome, NotFound) and op.if_match is not None
                 outcomes[i] = VersionConflict(None) if gone else outcome

@@ -48,7 +48,7 @@ def cluster_routes(ctx: Context, gateway_id: Callable[[], str]) -> list[BaseRout
     async def cluster(request: Request) -> Response:
         who = ctx.principal(request)
         who.require_admin()
-        membership = Membership(ctx.redis(), ctx.config.storage.prefix)
+        membership = ctx.storage().membership
         shards = await ctx.call(lambda: _members(membership, "shard"), read=True)
         gateways = await ctx.call(lambda: _members(membership, "gateway"), read=True)
         live = [s["id"] for s in shards]

@@ -212,6 +212,30 @@ def _row_path(g: GatewaySettings) -> dict[str, Any]:
     }
 
 
+def _asset_paths(g: GatewaySettings, plain: dict[str, Any]) -> dict[str, Any]:
+    """The browser files (`gateway.http.assets`); the demo's only with `demo` on."""
+    def file(operation: str, media_type: str, description: str) -> dict[str, Any]:
+        return {"get": {**plain, "operationId": operation, "responses": {
+            "200": {"description": description,
+                    "content": {media_type: {"schema": {"type": "string"}}}},
+            "304": {"description": "not modified (If-None-Match matched)"}}}}
+
+    paths = {"/v1/client.js": file("clientJs", "text/javascript",
+                                   "the JavaScript client, an ES module (docs/browser.md)")}
+    if g.demo:
+        paths.update({
+            "/": file("demoPage", "text/html", "the live demo page"),
+            "/demo.js": file("demoScript", "text/javascript", "the demo page's script"),
+            "/demo.css": file("demoStyle", "text/css", "the demo page's style"),
+            "/v1/demo/token": {"post": {**plain, "operationId": "demoToken", "responses": {
+                "200": _json({"type": "object", "required": ["token", "expires_in"],
+                              "properties": {"token": {"type": "string"},
+                                             "expires_in": {"type": "integer"}}},
+                             "a short-lived token for tenant demo, entity demo")}}},
+        })
+    return paths
+
+
 def spec(
     gateway: GatewaySettings | None = None, limits: QueryLimits | None = None
 ) -> dict[str, Any]:
@@ -252,6 +276,20 @@ def spec(
                     },
                 }
             },
+            "/v1/tickets": {
+                "post": {
+                    "operationId": "issueTicket",
+                    "summary": "a single-use ticket for ?ticket= on /v1/ws, /v1/sse, /v1/poll",
+                    "responses": {
+                        "200": _json({
+                            "type": "object", "required": ["ticket", "expires_in"],
+                            "properties": {"ticket": {"type": "string"},
+                                           "expires_in": {"type": "integer", "minimum": 0}},
+                        }, "the ticket and how many seconds it stays valid"),
+                        **_errors(401, 503),
+                    },
+                }
+            },
             "/healthz": {"get": {**plain, "operationId": "healthz", "responses": {
                 "200": _json({"type": "object"}, "the process is alive")}}},
             "/readyz": {"get": {**plain, "operationId": "readyz", "responses": {
@@ -267,6 +305,7 @@ def spec(
             "/openapi.json": {"get": {**plain, "operationId": "openapi", "responses": {
                 "200": _json({"type": "object"}, "this document")}}},
             **live_paths(),
+            **_asset_paths(g, plain),
         },
         "components": {
             "schemas": _schemas(q),

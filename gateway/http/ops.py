@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from storage import as_unavailable, live_shard_count
+from storage import as_unavailable
 
 from ..context import Context
 from ..metrics import CONTENT_TYPE
@@ -33,10 +33,7 @@ def ops_routes(ctx: Context) -> list[BaseRoute]:
     async def readyz(request: Request) -> Response:
         timeout = ctx.config.gateway.redis_timeout * 2
         try:
-            client = ctx.redis()
-            live = await asyncio.wait_for(
-                live_shard_count(client, ctx.config.storage.prefix), timeout
-            )
+            live = await asyncio.wait_for(ctx.storage().live_shard_count(), timeout)
         except Exception as e:
             fault = as_unavailable(e)
             if fault is None:

@@ -12,7 +12,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from cluster.query import parse_query
-from storage import run_query
 
 from ..context import Context
 from ..params import check_query_params
@@ -37,9 +36,8 @@ def query_routes(ctx: Context) -> list[BaseRoute]:
         parsed = parse_query(
             body, signer=signer, limits=ctx.config.query, entity=entity, allow_mode=False
         )
-        keys = ctx.rows().keys
         page = await ctx.call(
-            lambda: run_query(ctx.redis(), keys, who.tenant, parsed, signer), read=True
+            lambda: ctx.storage().query(who.tenant, parsed, signer), read=True
         )
         rows = [
             {"id": r.id, "version": r.version, "row": r.values, "cursor": r.cursor}

@@ -74,10 +74,10 @@ class Hub:
     # -- redis helpers
 
     def _registry(self) -> Registry:
-        return Registry(self.ctx.redis(), self.ctx.config.storage.prefix)
+        return self.ctx.storage().registry
 
     def _control(self) -> Control:
-        return Control(self.ctx.redis(), self.ctx.config.storage.prefix)
+        return self.ctx.storage().control
 
     async def _call(self, fn: Callable[[], Awaitable[object]]) -> None:
         """One registry or control operation under the breaker. They are idempotent

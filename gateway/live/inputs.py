@@ -1,9 +1,9 @@
 """What the HTTP live transports (SSE, long polling) read from a request.
 
-Invariants: the caller comes from the token only (`Authorization: Bearer`, else the
-`token` query parameter, which EventSource and plain links need), verified with its
-expiry; the query comes from `q` as strict JSON, and every refusal is an `InvalidQuery`
-naming the part to fix. Nothing here touches Redis or any subscription.
+Invariants: the caller comes from a ticket or a token only (`gateway.credentials`: a
+`ticket`, else `Authorization: Bearer`, else `token`), with its expiry; the query comes
+from `q` as strict JSON, and every refusal is an `InvalidQuery` naming the part to fix.
+Only a ticket touches Redis (it is consumed); nothing here touches a subscription.
 """
 
 from __future__ import annotations
@@ -14,20 +14,30 @@ from starlette.requests import Request
 from cluster import strict_json
 from cluster.errors import InvalidQuery, Unauthorized
 
-from ..auth import Authenticator, Principal, bearer_token
+from ..auth import Authenticator, Principal
+from ..credentials import credentials
+from ..params import check_query_params
+from ..tickets import TicketDesk
 
-__all__ = ["caller", "query_param"]
+__all__ = ["caller", "check_live_params", "query_param"]
 
 
-def caller(auth: Authenticator, request: Request) -> tuple[Principal, float]:
-    """The caller from `Authorization: Bearer` or `?token=`, and the token's expiry."""
-    headers = request.headers
-    token = bearer_token(headers) if "authorization" in headers else request.query_params.get(
-        "token"
-    )
-    if not token:
-        raise Unauthorized("no token: send Authorization: Bearer <jwt> or ?token=<jwt>")
-    return auth.verify_until(token)
+async def caller(
+    auth: Authenticator, desk: TicketDesk, request: Request
+) -> tuple[Principal, float]:
+    """The caller and when its credentials expire; Unauthorized without any."""
+    found = await credentials(auth, desk, request.headers, request.query_params)
+    if found is None:
+        raise Unauthorized("no credentials: send Authorization: Bearer <jwt>, or ?ticket= "
+                           "(POST /v1/tickets)")
+    return found
+
+
+def check_live_params(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse unknown or repeated parameters, ignoring those whose name starts with `_`
+    (cache busters such as `&_=123`)."""
+    items = [(k, v) for k, v in request.query_params.multi_items() if not k.startswith("_")]
+    check_query_params(items, allowed)
 
 
 def query_param(request: Request) -> tuple[str, object]:

@@ -28,10 +28,9 @@ from starlette.routing import BaseRoute
 from cluster.errors import InvalidRequest
 
 from ..errors import Gone, Overloaded
-from ..params import check_query_params
 from ..responses import json_response
 from ..routing import RawRoute
-from .inputs import caller, query_param
+from .inputs import caller, check_live_params, query_param
 from .outbox import Outbox
 from .service import LiveService
 from .subscription import Subscription
@@ -41,7 +40,7 @@ __all__ = ["POLL_PATH", "PollHandles", "poll_routes"]
 POLL_PATH = "/v1/poll"
 MAX_REPLY = 1000
 MAX_WAIT = 60.0
-_PARAMS = frozenset({"q", "poll", "after", "wait", "token"})
+_PARAMS = frozenset({"q", "poll", "after", "wait", "token", "ticket"})
 
 
 class PollHandle:
@@ -171,9 +170,9 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
     g = live.config
 
     async def get(request: Request) -> Response:
-        who, _ = caller(live.auth, request)
         params = request.query_params
-        check_query_params(params.multi_items(), _PARAMS)
+        check_live_params(request, _PARAMS)
+        who, _ = await caller(live.auth, live.tickets, request)
         wait = _wait(params.get("wait"))
         name = params.get("poll")
         if name is not None:
@@ -197,8 +196,8 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
         return await _reply(handle, wait, opening=True)
 
     async def delete(request: Request) -> Response:
-        who, _ = caller(live.auth, request)
-        check_query_params(request.query_params.multi_items(), frozenset({"poll", "token"}))
+        check_live_params(request, frozenset({"poll", "token", "ticket"}))
+        who, _ = await caller(live.auth, live.tickets, request)
         name = request.query_params.get("poll")
         if name is None:
             raise InvalidRequest("send the handle to end as ?poll=<handle>")

@@ -30,11 +30,11 @@ from cluster.logfmt import emit
 from cluster.loops import guarded
 from cluster.partition import partition_of
 from cluster.query import Mode, Query, parse_query
-from storage import Deltas, Membership, Registry, connect
 
 from ..auth import Authenticator, Principal
 from ..context import Context
 from ..errors import Overloaded, TooManySubscriptions
+from ..tickets import TicketDesk
 from .demux import Demux
 from .hub import Hub
 from .liveness import Liveness
@@ -60,6 +60,7 @@ class LiveService:
         self.ctx = ctx
         self.config = ctx.config.gateway
         self.auth: Authenticator = ctx.auth
+        self.tickets = TicketDesk(ctx)
         self.stats = LiveStats()
         self.hub = Hub(ctx, self.stats)
         self.on_drain: list[Callable[[], None]] = []  # the transports' end-everything hooks
@@ -67,7 +68,6 @@ class LiveService:
         self.demux: Demux | None = None
         self.liveness: Liveness | None = None
         self._connections: set[Closable] = set()
-        self._clients: list[Any] = []
         self._draining = False
         self._drained = asyncio.Event()
         self._drain_requested = asyncio.Event()
@@ -79,20 +79,12 @@ class LiveService:
     async def start(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """Open the blocking-read clients and start every loop in `group` (returned, so
         the owner can stop them with `cluster.loops.cancel_all`)."""
-        storage, g = self.ctx.config.storage, self.config
-        timeout = max(g.delta_block_ms / 1000, 1.0) + g.redis_timeout + 1
-        reader, noticer = (
-            connect(storage.redis_url, max_connections=2, socket_timeout=timeout,
-                    socket_connect_timeout=g.redis_timeout)
-            for _ in range(2)
-        )
-        self._clients = [reader, noticer]
-        demux = self.demux = Demux(self.hub, self.stats, Deltas(reader, storage.prefix),
-                                   g.delta_ttl_s, g.delta_block_ms)
-        membership = Membership(self.ctx.redis(), storage.prefix)
+        g, front = self.config, self.ctx.storage()
+        reader, noticer = self.ctx.blocking(), self.ctx.blocking()  # closed by the front
+        demux = self.demux = Demux(self.hub, self.stats, reader.deltas, g.delta_ttl_s,
+                                   g.delta_block_ms)
         liveness = self.liveness = Liveness(
-            self.hub, membership, Membership(noticer, storage.prefix),
-            Deltas(self.ctx.redis(), storage.prefix), demux, self.counters,
+            self.hub, front.membership, noticer.membership, front.deltas, demux, self.counters,
         )
         try:
             await asyncio.wait_for(demux.create(), g.redis_timeout * 2)
@@ -117,12 +109,6 @@ class LiveService:
                ) -> Coroutine[Any, Any, None]:
         return guarded(name, body, on_error=_loop_failed, backoff_s=backoff_s,
                        backoff_max_s=backoff_max_s)
-
-    async def close(self) -> None:
-        """Close the blocking-read clients (after the loops using them have ended)."""
-        for client in self._clients:
-            await client.aclose()
-        self._clients = []
 
     @property
     def gateway_id(self) -> str:
@@ -188,8 +174,7 @@ class LiveService:
             for hook in self.on_drain:
                 hook()
             await hub.unsubscribe_all(list(hub.subs.values()))
-            prefix = self.ctx.config.storage.prefix
-            await self.ctx.call(lambda: Registry(self.ctx.redis(), prefix).drop_gateway(
+            await self.ctx.call(lambda: self.ctx.storage().registry.drop_gateway(
                 hub.gateway_id))
             if self.liveness is not None:
                 await self.liveness.leave()

@@ -4,8 +4,8 @@ Invariants: the token, the query and the scope are checked before the stream sta
 so every refusal is a 4xx JSON error; once started, each live message is one event
 (`event: <op>`, `id: <stream>.<seq>`, `data: <message>`), a comment goes out whenever
 nothing was written for `sse_keepalive` seconds (at most 15), the token's expiry ends the
-stream with an `error` event, and drain ends it. The response owns one task (the
-disconnect watcher) in its TaskGroup.
+stream with a `token_expired` event (then `error`, for older clients), and drain ends it.
+The response owns one task (the disconnect watcher) in its TaskGroup.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from ..errors import Overloaded
-from ..params import check_query_params
 from ..routing import RawRoute
 from . import wire
-from .inputs import caller, query_param
+from .inputs import caller, check_live_params, query_param
 from .outbox import Taken
 from .service import LiveService
 from .sse_streams import SseStream, SseStreams, new_name
@@ -30,7 +29,7 @@ from .sse_streams import SseStream, SseStreams, new_name
 __all__ = ["SSE_PATH", "sse_routes"]
 
 SSE_PATH = "/v1/sse"
-_PARAMS = frozenset({"q", "token"})
+_PARAMS = frozenset({"q", "token", "ticket", "last_event_id"})
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -103,7 +102,10 @@ class SseResponse(Response):
             left = self.expires_at - time.time()
             if left <= 0:
                 error = wire.error("unauthorized", "the token has expired", stream.name)
-                body = _event(("error", 0, error), stream.name)
+                # `token_expired` first (a browser cannot confuse it with EventSource's
+                # own `error`), then `error` for clients older than that name
+                body = _event(("token_expired", 0, error), stream.name) + _event(
+                    ("error", 0, error), stream.name)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 return
             wait = min(self.keepalive - (time.monotonic() - last_write), left)
@@ -134,12 +136,12 @@ class SseResponse(Response):
 
 def sse_routes(live: LiveService, streams: SseStreams) -> list[BaseRoute]:
     async def sse(request: Request) -> Response:
-        who, expires_at = caller(live.auth, request)
-        check_query_params(request.query_params.multi_items(), _PARAMS)
+        check_live_params(request, _PARAMS)
+        who, expires_at = await caller(live.auth, live.tickets, request)
         q, raw = query_param(request)
         if live.draining:
             raise Overloaded("the gateway is shutting down; reconnect to another")
-        last = request.headers.get("last-event-id")
+        last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         found = streams.find(last, who.tenant, q) if last else None
         if found is not None:
             stream, replay = found

@@ -19,9 +19,10 @@ import time
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from cluster.errors import Unauthorized
+from cluster.errors import LiveQueryError, Unauthorized
 
-from ..auth import bearer_token
+from ..auth import Principal
+from ..credentials import credentials
 from ..errors import CLOSE_CODES
 from ..ratelimit import TokenBucket
 from . import wire
@@ -68,22 +69,25 @@ class WsConnection:
 
     async def run(self) -> None:
         live, ws = self.live, self.ws
-        token = ws.query_params.get("token")
+        found: tuple[Principal, float] | None = None
+        refused = unavailable = ""
         try:
-            if "authorization" in ws.headers:
-                token = bearer_token(ws.headers)
+            found = await credentials(live.auth, live.tickets, ws.headers, ws.query_params)
         except Unauthorized as e:
-            token, refused = None, str(e)
-        else:
-            refused = ""
+            refused = str(e)
+        except LiveQueryError as e:  # Redis away while redeeming a ticket
+            unavailable = str(e)
         await ws.accept()
+        if unavailable:
+            await ws.close(CLOSE_CODES["overloaded"], "try again later")
+            return
         if live.draining:
             await ws.close(CLOSE_CODES["going_away"], "the gateway is shutting down")
             return
         if live.full():
             await ws.close(CLOSE_CODES["overloaded"], "the gateway is at its connection limit")
             return
-        if refused or (token is not None and not self.session.authenticate(token)):
+        if refused or (found is not None and not self.session.admit(*found)):
             if refused:
                 self.session.error("unauthorized", refused)
             self.close(CLOSE_CODES["unauthorized"], "unauthorized")

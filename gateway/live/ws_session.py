@@ -69,6 +69,11 @@ class WsSession:
         except Unauthorized as e:
             self.error("unauthorized", str(e))
             return False
+        return self.admit(principal, expires_at)
+
+    def admit(self, principal: Principal, expires_at: float) -> bool:
+        """Take a verified caller (from a token or a ticket); False (and an error queued)
+        when it is of another tenant than the connection's."""
         if self.principal is not None and principal.tenant != self.principal.tenant:
             self.error("forbidden", "a refreshed token must be for the same tenant")
             return False

@@ -1,0 +1,1 @@
+../../clients/js/lq-client.js
