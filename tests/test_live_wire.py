@@ -175,21 +175,18 @@ def test_overflow_drops_queued_deltas_then_catches_up_with_the_mirror() -> None:
     client = ViewState(True, 5)
     for _, _, data in outbox.take(1, 1 << 20):
         client.apply(orjson.loads(data))
-    update = _group("update")
-    update[0][0].update(id="r1", version=2, row={"x": 1}, to=0, cursor="c")
-    update[0][0]["from"] = 0
-    body = [wire.delta_body(update[0][0])]
-    for _ in range(3):
-        sub.deliver(5, ("sh", "i"), update[0], ["update"], body, 10)
-    assert sub.behind and len(outbox) == 0  # dropped, none numbered
-    for _ in range(2):
-        sub.deliver(5, ("sh", "i"), update[0], ["update"], body, 10)
+    for version in range(2, 7):  # five changes to r1 (the mirror refuses a change twice)
+        update = {"type": "delta", "op": "update", "id": "r1", "version": version,
+                  "row": {"x": version}, "from": 0, "to": 0, "cursor": "c"}
+        sub.deliver(5, ("sh", "i"), [update], ["update"], [wire.delta_body(update)], 10)
+        if version == 4:
+            assert sub.behind and len(outbox) == 0  # dropped, none numbered
     taken = outbox.take(100, 1 << 20)  # the queue is empty: catch-up from the mirror
     taken += outbox.take(100, 1 << 20)
     for _, _, data in taken:
         client.apply(orjson.loads(data))
     assert [op for op, _, _ in taken] == ["reset", "enter", "synced"]
-    assert client.seq == 4 and [r.values for r in client.current()] == [{"x": 1}]
+    assert client.seq == 4 and [r.values for r in client.current()] == [{"x": 6}]
 
 
 def test_fences_drop_old_epochs_and_new_epochs_without_reset() -> None:

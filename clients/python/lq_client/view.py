@@ -12,7 +12,8 @@ may rely on: `seq` grows by exactly one (unless the messages are not numbered ye
 subscription starts with `reset`, indexes and ids agree, a window never holds more than
 `limit` rows, a row is never entered or matched twice, no change reaches the list twice
 (an `update`, `move` or `unmatch` of a held row carries a newer version than the list
-holds, a `leave` never an older one), and `synced` counts what the list holds.
+holds, a `leave` never an older one), a whole changes-mode list holds every row it
+hears of, and `synced` counts what the list holds and comes once after each `reset`.
 
 With `remember`, it also keeps the newest version of every row seen on the subscription,
 so versions never go backwards across leaves and resets and no change since the last
