@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from gateway.live.group import Group
 from gateway.live.mirror import Mirror
 
 RESET: dict[str, Any] = {"op": "reset"}
@@ -97,10 +98,10 @@ def test_changes_mode_breaks_on_a_truncated_snapshot_and_past_its_limit() -> Non
 def test_mirrors_handed_one_group_read_it_once_and_keep_their_own_lists() -> None:
     one, two, broken = _window(), _window(), _window()
     broken.apply([_update("a", 1, 0)], 10)  # a duplicate: broken
-    group = [_update("a", 2, 0), {"op": "leave", "id": "b", "version": 1, "from": 1,
-                                  "to": -1}]
+    group = Group.of([_update("a", 2, 0), {"op": "leave", "id": "b", "version": 1,
+                                           "from": 1, "to": -1}], 10)
     for mirror in (one, two, broken):
-        mirror.apply(group, 10)
+        mirror.apply_reads(group.reads, group.unit)  # as Subscription.deliver does
     assert _rows(one) == _rows(two) == [("a", 2)]
     assert one.view.rows[0] is two.view.rows[0]  # one row object for both
     assert broken.snapshot() is None

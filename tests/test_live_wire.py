@@ -17,6 +17,7 @@ from lq_client.view import ProtocolViolation, ViewState
 from cluster.query import CursorSigner, parse_query
 from gateway.live import wire
 from gateway.live.delivery import Phase
+from gateway.live.group import Group
 from gateway.live.mirror import Mirror
 from gateway.live.outbox import Outbox
 from gateway.live.subscription import Subscription
@@ -154,7 +155,7 @@ def _sub(outbox: Outbox, name: str = "s", resyncs: list[str] | None = None) -> S
     return sub
 
 
-def _group(*ops: str) -> tuple[list[dict[str, Any]], list[str], list[bytes]]:
+def _group(*ops: str) -> Group:
     msgs: list[dict[str, Any]] = []
     for i, op in enumerate(ops):
         m: dict[str, Any] = {"type": "delta", "op": op}
@@ -164,13 +165,13 @@ def _group(*ops: str) -> tuple[list[dict[str, Any]], list[str], list[bytes]]:
         if op == "synced":
             m["count"] = ops.count("enter")
         msgs.append(m)
-    return msgs, [m["op"] for m in msgs], [wire.delta_body(m) for m in msgs]
+    return Group.of(msgs, 10)
 
 
 def test_overflow_drops_queued_deltas_then_catches_up_with_the_mirror() -> None:
     outbox = Outbox(4, 1 << 20)
     sub = _sub(outbox)
-    sub.deliver(5, ("sh", "i"), *_group("reset", "enter", "synced"), 10)
+    sub.deliver(5, ("sh", "i"), _group("reset", "enter", "synced"))
     assert sub.phase is Phase.LIVE and len(outbox) == 3
     client = ViewState(True, 5)
     for _, _, data in outbox.take(1, 1 << 20):
@@ -178,7 +179,7 @@ def test_overflow_drops_queued_deltas_then_catches_up_with_the_mirror() -> None:
     for version in range(2, 7):  # five changes to r1 (the mirror refuses a change twice)
         update = {"type": "delta", "op": "update", "id": "r1", "version": version,
                   "row": {"x": version}, "from": 0, "to": 0, "cursor": "c"}
-        sub.deliver(5, ("sh", "i"), [update], ["update"], [wire.delta_body(update)], 10)
+        sub.deliver(5, ("sh", "i"), Group.of([update], 10))
         if version == 4:
             assert sub.behind and len(outbox) == 0  # dropped, none numbered
     taken = outbox.take(100, 1 << 20)  # the queue is empty: catch-up from the mirror
@@ -193,25 +194,25 @@ def test_fences_drop_old_epochs_and_new_epochs_without_reset() -> None:
     outbox = Outbox(100, 1 << 20)
     sub = _sub(outbox)
     reset = _group("reset", "synced")
-    assert sub.deliver(5, ("a", "1"), *reset, 10)
-    assert not sub.deliver(4, ("old", "1"), *reset, 10)
-    assert not sub.deliver(6, ("b", "1"), *_group("enter"), 10)
+    assert sub.deliver(5, ("a", "1"), reset)
+    assert not sub.deliver(4, ("old", "1"), reset)
+    assert not sub.deliver(6, ("b", "1"), _group("enter"))
     sub.lost()
-    assert not sub.deliver(5, ("a", "1"), *_group("enter"), 10)
-    assert sub.deliver(6, ("b", "1"), *reset, 10) and sub.fence.source == ("b", "1")
+    assert not sub.deliver(5, ("a", "1"), _group("enter"))
+    assert sub.deliver(6, ("b", "1"), reset) and sub.fence.source == ("b", "1")
 
 
 def test_a_newer_epoch_without_reset_asks_for_a_resync_once() -> None:
     resyncs: list[str] = []
     sub = _sub(Outbox(100, 1 << 20), resyncs=resyncs)
-    assert sub.deliver(5, ("a", "1"), *_group("reset", "synced"), 10)
+    assert sub.deliver(5, ("a", "1"), _group("reset", "synced"))
     # The new owner's claim reset was lost: its deltas must not be applied, and one
     # resync is asked for (not one per dropped frame).
-    assert not sub.deliver(6, ("b", "1"), *_group("enter"), 10)
-    assert not sub.deliver(6, ("b", "1"), *_group("enter"), 10)
+    assert not sub.deliver(6, ("b", "1"), _group("enter"))
+    assert not sub.deliver(6, ("b", "1"), _group("enter"))
     assert resyncs == ["gw.s"]
-    assert sub.deliver(6, ("b", "1"), *_group("reset", "synced"), 10)
-    assert sub.deliver(6, ("b", "1"), *_group("enter"), 10)
+    assert sub.deliver(6, ("b", "1"), _group("reset", "synced"))
+    assert sub.deliver(6, ("b", "1"), _group("enter"))
 
 
 def test_control_messages_are_refused_past_twice_the_bounds() -> None:

@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
-import orjson
 
 from cluster.logfmt import emit
 from storage import DeltaFrame, Deltas, DeltaStreamGone, DeltaTrimmed
 
 from .delivery import FrameCounters, FrameVerdict
+from .group import Group
 from .hub import Hub
 from .stats import LiveStats
-from .wire import delta_body
 
 __all__ = ["Demux"]
 
@@ -93,20 +90,17 @@ class Demux:
             if not targets:
                 continue
             try:
-                messages: list[dict[str, Any]] = orjson.loads(payload)
-                ops = [m["op"] for m in messages]
-                bodies = [delta_body(m) for m in messages]
-            except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+                group = Group.decode(payload)
+            except (ValueError, KeyError, TypeError) as e:
                 emit(log, logging.WARNING, msg="malformed delta group", shard=frame.shard,
                      error=repr(e))
                 for sub in targets:
                     sub.lost()
                     self.hub.request_resync(sub)
                 continue
-            if not ops:
+            if not group.ops:
                 continue
-            unit = len(payload) // len(ops) + 1
             for sub in targets:
-                if not sub.deliver(frame.epoch, source, messages, ops, bodies, unit):
+                if not sub.deliver(frame.epoch, source, group):
                     dropped += 1
         self.stats.frame(dropped)

@@ -9,36 +9,27 @@ a rule of PROTOCOL.md section 3, or a changes-mode snapshot was truncated, the m
 empties itself and stays incomplete until the next `reset` + `synced`; the caller then
 asks the shard to resync instead of serving from it.
 
-Every subscription of a group is handed the same decoded messages in turn (the demux
-decodes a group once and never changes it), so each message is read once
-(`lq_client.view.read`: checked alone, its row built) and only stepped per mirror.
+Each message is read once per group for all its subscriptions (`live.group.Group`:
+checked alone, its row built) and only stepped per mirror.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
-from lq_client.view import Delta, ProtocolViolation, ViewState, read
+from lq_client.view import Delta, ProtocolViolation, ViewState
+
+from .group import read_all
 
 __all__ = ["Mirror"]
 
 SortKey = Callable[[str, dict[str, Any]], bytes]
 Messages = Sequence[dict[str, Any]]
 
-# What `read` refused: no list takes it (`step` refuses the op in either mode).
-_REFUSED: Delta = ("refused", "", 0, None, None, None, None, False)
-
-
 class Mirror:
     __slots__ = ("_limit", "max_bytes", "size", "sizes", "sort_key", "view")
-
-    # The last group and its reads, shared by every mirror: a read depends on its message
-    # alone, and the group is held here, so its identity cannot be reused meanwhile.
-    # Mutated in place: rebinding a class attribute would invalidate the interpreter's
-    # attribute caches for every Mirror, on every group.
-    _read_last: ClassVar[list[Any]] = [(), []]
 
     def __init__(self, window: bool, limit: int, max_bytes: int, sort_key: SortKey) -> None:
         self.view = ViewState(window, limit, numbered=False)
@@ -72,24 +63,14 @@ class Mirror:
         self.sizes = {}
         self.size = 0
 
-    def _reads(self, messages: Messages) -> list[Delta]:
-        last = self._read_last
-        if last[0] is messages:
-            reads: list[Delta] = last[1]
-            return reads
-        reads = []
-        for m in messages:
-            try:
-                reads.append(read(m))
-            except ProtocolViolation:
-                reads.append(_REFUSED)
-        last[0], last[1] = messages, reads
-        return reads
-
     def apply(self, messages: Messages, unit: int) -> None:
         """Apply one group of messages; `unit` is the estimated bytes of one message."""
+        self.apply_reads(read_all(messages), unit)
+
+    def apply_reads(self, reads: Sequence[Delta], unit: int) -> None:
+        """Apply one group's messages as read once for every mirror (`Group.reads`)."""
         view = self.view
-        for d in self._reads(messages):
+        for d in reads:
             if not view.started and d[0] != "reset":
                 continue  # broken (or never reset): only a reset starts it again
             try:

@@ -17,14 +17,14 @@ Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
 from cluster.query import Mode, Query
 
 from .delivery import Phase, Source, SubFence, Verdict
+from .group import Group
 from .mirror import Mirror
 from .outbox import Outbox
 
@@ -109,12 +109,10 @@ class Subscription:
         self,
         epoch: int,
         source: Source,
-        messages: Sequence[dict[str, Any]],
-        ops: Sequence[str],
-        bodies: Sequence[bytes],
-        unit: int,
+        group: Group,
     ) -> bool:
         """Apply one group of a frame; False when the fence drops it."""
+        ops = group.ops
         verdict = self.fence.admit(epoch, source, ops[0] == "reset")
         if verdict is not Verdict.DELIVER:
             if verdict is Verdict.LOST_RESET:
@@ -122,9 +120,9 @@ class Subscription:
             return False
         if ops[0] == "reset":
             self.resets += 1
-        self.mirror.apply(messages, unit)
+        self.mirror.apply_reads(group.reads, group.unit)
         if not self.behind:
-            self.outbox.push_deltas(self, ops, bodies)
+            self.outbox.push_deltas(self, ops, group.bodies)
         return True
 
     # -- the outbox (`outbox.Queued`)
