@@ -92,7 +92,7 @@ def token(
     tenant: object = "acme",
     scope: str | list[str] | None = "lq:read:* lq:write:*",
     *,
-    ttl: float | None = 300,
+    ttl: float | None = 3600,  # module-level tokens must outlive the whole suite
     key: Any = SECRET,
     algorithm: str = "HS256",
     **claims: Any,
