@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from types import FrameType
 
 from gateway.auth import issue_token
 from lq._devstate import STATE_ENV, Cluster, DevStateError, Owner, state_dir
+from lq._net import free_port, port_free
 from lq.embedded import EmbeddedRedis
 from lq.supervisor import ChildSpec, Supervisor
 from lq.token_cmd import secret_problem
@@ -82,26 +82,6 @@ class _Plan:
     started_at: float = field(default_factory=time.time)
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(host: str, port: int) -> bool:
-    """True when a gateway could listen on `host:port` now. Uvicorn sets SO_REUSEADDR, and
-    so does this check: a port whose last connections wait in TIME_WAIT (after a restart
-    with clients connected) is free, a port with a listener is not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _check_args(args: argparse.Namespace) -> str | None:
     if args.shards < 0 or args.gateways < 1:
         return "--shards must be 0 or more and --gateways 1 or more"
@@ -115,7 +95,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 def _check_ports(args: argparse.Namespace) -> str | None:
     for i in range(args.gateways):
-        if not _port_free(args.host, args.port + i):
+        if not port_free(args.host, args.port + i):
             return f"port {args.port + i} on {args.host} is in use: choose another with --port"
     return None
 
@@ -123,7 +103,7 @@ def _check_ports(args: argparse.Namespace) -> str | None:
 def _shard_specs(count: int, base: dict[str, str]) -> list[ChildSpec]:
     specs = []
     for i in range(count):
-        port = _free_port()
+        port = free_port()
         env = {**base, "LQ_SHARD_ID": f"shard-{i}", "LQ_HTTP_HOST": "127.0.0.1",
                "LQ_HTTP_PORT": str(port)}
         specs.append(ChildSpec(

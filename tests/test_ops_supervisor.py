@@ -16,6 +16,7 @@ from lq import _orphan_guard
 from lq._orphan_guard import guarded
 from lq.supervisor import ChildSpec, ChildState, Supervisor, describe_exit
 from tests.gateway_helpers import free_port
+from tests.pids import alive
 
 # Answers 200 to every GET and ignores SIGTERM, so only SIGKILL ends it.
 STUBBORN = """
@@ -29,15 +30,6 @@ class H(http.server.BaseHTTPRequestHandler):
 print("serving", flush=True)
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (dead, not yet reaped by init) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 # Starts a guarded `sleep` (as lq dev starts its children), prints its pid, and waits.
@@ -82,9 +74,9 @@ def test_a_dead_child_is_restarted_and_a_stubborn_one_killed_on_stop() -> None:
     assert "(ended by SIGKILL); starting again in 0.5 s" in text
     assert "stub-0     | serving" in text  # its last lines are shown when it dies
     second = child.pid
-    assert second is not None and _alive(second)
+    assert second is not None and alive(second)
     supervisor.stop([supervisor.children])
-    assert not _alive(second) and supervisor.children[0].state is ChildState.STOPPED
+    assert not alive(second) and supervisor.children[0].state is ChildState.STOPPED
     assert "stub-0     killed" in said[-1]
 
 
@@ -107,14 +99,14 @@ def test_a_guarded_child_dies_with_its_parent_even_when_that_is_sigkilled() -> N
         parent.kill()
         parent.wait(timeout=10)
         deadline = time.monotonic() + 5
-        while _alive(child):
+        while alive(child):
             assert time.monotonic() < deadline, "the child outlived its SIGKILLed parent"
             time.sleep(0.02)
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
-        if _alive(child):
+        if alive(child):
             os.kill(child, signal.SIGKILL)
 
 

@@ -31,9 +31,10 @@ from typing import Any
 import httpx
 
 from gateway.auth import issue_token
+from lq._net import free_port
 from lq.bench._table import Row, print_table, quantile
 from lq.bench._wsload import WsConn, open_many
-from lq.bench.http import _free_port, _server
+from lq.bench.http import _server
 from lq.embedded import redis_or_embedded
 from lq.gateway_cmd import raise_fd_limit
 
@@ -252,7 +253,7 @@ def _run_with(args: argparse.Namespace, redis_url: str) -> list[Row]:
            "LQ_REDIS_URL": redis_url, "LQ_PREFIX": prefix, "LQ_JWT_SECRET": _SECRET,
            "LQ_ACCESS_LOG": "false", "LQ_WS_PING_INTERVAL": "300",
            "LQ_MAX_CONNECTIONS": "50000", "LQ_MAX_SUBSCRIPTIONS": "200000"}
-    gw_port, bare_port, shard_port = _free_port(), _free_port(), _free_port()
+    gw_port, bare_port, shard_port = free_port(), free_port(), free_port()
     shard_env = {**env, "LQ_SHARD_ID": "bench-0", "LQ_HTTP_PORT": str(shard_port)}
     with ExitStack() as stack:
         stack.enter_context(_server([sys.executable, "-m", "lq", "shard"], shard_port,

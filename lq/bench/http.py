@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from gateway.auth import issue_token
+from lq._net import free_port
 from lq.bench._table import Row, print_table, quantile
 from lq.embedded import redis_or_embedded
 
@@ -43,12 +44,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-access-log", action="store_true", help="run the gateway without its access log"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -126,7 +121,7 @@ def _measure(args: argparse.Namespace, redis_url: str) -> list[Row]:
     token = issue_token(_SECRET, "bench", "lq:write:bench", ttl=3600)
     env = {**os.environ, "LQ_JWT_SECRET": _SECRET, "LQ_REDIS_URL": redis_url}
     results: dict[str, list[Sample]] = {"gateway": [], "ceiling": []}
-    gw_port, ceil_port = _free_port(), _free_port()
+    gw_port, ceil_port = free_port(), free_port()
     gw_cmd = [sys.executable, "-m", "lq", "gateway", "--port", str(gw_port)]
     if args.no_access_log:
         gw_cmd.append("--no-access-log")
