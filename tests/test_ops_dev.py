@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
-import pty
-import queue
 import re
-import select
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import termios
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,280 +32,14 @@ import pytest
 import websockets
 from websockets.sync.client import connect as ws_connect
 
-from lq._devstate import DevStateError, Owner, find_running, state_dir
-from lq._net import port_free
-from lq.cli import main
+from lq._devstate import find_running
+from tests.dev_process import Dev, dev_env, gone_within, run_lq
 from tests.gateway_helpers import free_port
 from tests.pids import alive
 
 pytestmark = pytest.mark.slow
 
 SCOPES = "lq:read:* lq:write:* lq:admin"
-
-
-def _env(state: Path) -> dict[str, str]:
-    """The test's environment without any LQ_ setting, with `state` as lq dev's state."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("LQ_")},
-            "LQ_DEV_STATE": str(state)}
-
-
-def _take_terminal() -> None:
-    """In the child, after its setsid: make its stdin (a pty) its controlling terminal."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Dev:
-    """A running `lq dev` and what it printed: on a pipe, or on a terminal of its own
-    (a pty whose closing is a hangup, as when a terminal window is closed)."""
-
-    def __init__(self, state: Path, *, port: int | None = None, shards: int = 2,
-                 gateways: int = 2, terminal: bool = False) -> None:
-        if port is None:
-            port = free_port()
-            while not all(_free(port + i) for i in range(1, gateways)):
-                port = free_port()
-        self.state = state
-        self.port = port
-        argv = [sys.executable, "-m", "lq", "dev", "--port", str(port), "--shards",
-                str(shards), "--gateways", str(gateways)]
-        self.lines: list[str] = []
-        self._new: queue.Queue[str | None] = queue.Queue()
-        self._hangup = threading.Event()
-        self.master: int | None = None
-        if terminal:
-            self.master, slave = pty.openpty()
-            self.proc = subprocess.Popen(
-                argv, env=_env(state), stdin=slave, stdout=slave, stderr=slave,
-                start_new_session=True, preexec_fn=_take_terminal, text=True,
-            )
-            os.close(slave)
-            self.reader = threading.Thread(target=self._read_terminal, daemon=True)
-        else:
-            self.proc = subprocess.Popen(argv, env=_env(state), stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True)
-            self.reader = threading.Thread(target=self._read_pipe, daemon=True)
-        self.reader.start()
-        self.pids: set[int] = set()
-        self.wait_for(r"^press Ctrl-C to stop", timeout=60)
-        out = self.output()
-        self.urls = re.findall(r"^\s+url\s+(\S+)", out, re.M)
-        self.redis_url = self.find(r"^\s+redis\s+(\S+)")
-        self.token = self.find(r"^\s+token\s+(\S+)")
-        self.redis_dir = Path(self.find(r"dir (\S+)\)"))
-        self.pids = {int(p) for p in re.findall(r"\bpid (\d+)", out)}
-
-    def _read_pipe(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._new.put(line)
-        self._new.put(None)
-
-    def _read_terminal(self) -> None:
-        assert self.master is not None
-        pending = b""
-        while not self._hangup.is_set():
-            if not select.select([self.master], [], [], 0.1)[0]:
-                continue
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:  # EIO: every process on the terminal has closed it
-                break
-            if not chunk:
-                break
-            *lines, pending = (pending + chunk).split(b"\n")
-            for raw in lines:
-                line = raw.decode(errors="replace").rstrip("\r")
-                self.lines.append(line)
-                self._new.put(line)
-        self._new.put(None)
-
-    def hang_up(self) -> None:
-        """Close the terminal: the kernel sends lq dev SIGHUP, and its writes fail."""
-        assert self.master is not None
-        self._hangup.set()
-        self.reader.join(timeout=5)
-        os.close(self.master)
-        self.master = None
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def recorded(self) -> dict[str, Any]:
-        """What lq dev wrote in its state directory about the running cluster."""
-        record: dict[str, Any] = json.loads((self.state / "cluster.json").read_text())
-        return record
-
-    def find(self, pattern: str) -> str:
-        found = re.search(pattern, self.output(), re.M)
-        assert found, f"{pattern!r} not in the output of lq dev:\n{self.output()}"
-        return found.group(1)
-
-    def wait_for(self, pattern: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.output(), re.M):
-            left = deadline - time.monotonic()
-            assert left > 0, f"lq dev never printed {pattern!r}:\n{self.output()}"
-            try:
-                if self._new.get(timeout=left) is None:
-                    assert re.search(pattern, self.output(), re.M), (
-                        f"lq dev exited ({self.proc.poll()}):\n{self.output()}")
-            except queue.Empty:
-                pass
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 40) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"lq dev did not stop in {timeout} s:\n{self.output()}") from None
-        finally:
-            if self.master is None:
-                self.reader.join(timeout=5)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-    def cleanup(self) -> None:
-        """After a test, passed or failed: no process of this lq dev is left."""
-        try:
-            self.stop(timeout=20)
-        finally:
-            if self.master is not None:
-                self.hang_up()
-            with_recorded = set(self.pids)
-            try:
-                with_recorded |= set(self.recorded()["processes"].values())
-            except (OSError, ValueError):
-                pass
-            for pid in with_recorded:
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _gone_within(pids: set[int], seconds: float) -> list[int]:
-    """The pids of `pids` still running after `seconds` (waiting no longer than needed)."""
-    deadline = time.monotonic() + seconds
-    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-def _lq(state: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lq", *argv], env={**_env(state), **env},
-                          capture_output=True, text=True, timeout=30)
-
-
-def test_a_busy_port_is_refused_before_anything_starts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
-) -> None:
-    state = str(tmp_path / "state")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert not port_free("127.0.0.1", port)
-        assert main(["dev", "--port", str(port), "--state-dir", state]) == 2
-    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
-    assert main(["dev", "--gateways", "0", "--state-dir", state]) == 2
-    assert not (tmp_path / "state" / "cluster.json").exists()
-
-
-def test_a_port_whose_last_connections_wait_in_time_wait_is_free() -> None:
-    with socket.socket() as listener:
-        # as uvicorn listens; Linux lets a new bind pass a TIME_WAIT connection only if
-        # both the new socket and the one that waits have SO_REUSEADDR
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port)) as client:
-            served, _ = listener.accept()
-            served.close()  # the server closes first, so its side ends in TIME_WAIT
-            assert client.recv(1) == b""
-    deadline = time.monotonic() + 5
-    while _free(port):  # a plain bind, as the old check did, trips on TIME_WAIT ...
-        assert time.monotonic() < deadline, "no TIME_WAIT on the server's port"
-        time.sleep(0.01)
-    assert port_free("127.0.0.1", port)  # ... the check that lq dev makes does not
-
-
-def test_the_state_directory_is_private_and_held_by_one_lq_dev(tmp_path: Path) -> None:
-    path = tmp_path / "state"
-    owner = Owner.acquire(path)
-    try:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o700
-        with pytest.raises(DevStateError, match="another lq dev"):
-            Owner.acquire(path)
-        secret = owner.secret()
-        assert re.fullmatch(r"[0-9a-f]{64}", secret) and owner.secret() == secret
-        assert stat.S_IMODE((path / "secret").stat().st_mode) == 0o600
-        assert find_running(path) is None  # nothing recorded yet
-    finally:
-        owner.release()
-    public = tmp_path / "public"
-    public.mkdir(mode=0o755)
-    public.chmod(0o755)
-    with pytest.raises(DevStateError, match="chmod 700"):
-        Owner.acquire(public)
-
-
-def test_what_a_killed_lq_dev_left_is_ignored_and_then_removed(tmp_path: Path) -> None:
-    path = tmp_path / "state"
-    path.mkdir(mode=0o700)
-    (path / "lq-redis-abc").mkdir()
-    (path / "lq-redis-abc" / "appendonly.aof").write_text("*1\r\n")
-    (path / "notes").mkdir()
-    (path / "cluster.json").write_text(json.dumps({"pid": 1, "state": "ready"}))
-    assert find_running(path) is None  # nobody holds the lock: a stale record
-    owner = Owner.acquire(path)
-    try:
-        assert owner.sweep() == [path / "lq-redis-abc"]
-        assert not (path / "cluster.json").exists() and (path / "notes").is_dir()
-    finally:
-        owner.release()
-
-
-def test_the_state_directory_is_the_flag_then_the_environment_then_xdg() -> None:
-    home = {"HOME": "/home/u"}
-    assert state_dir(None, home) == Path("/home/u/.local/state/lq/dev")
-    assert state_dir(None, {**home, "XDG_STATE_HOME": "/x"}) == Path("/x/lq/dev")
-    assert state_dir(None, {**home, "XDG_STATE_HOME": "rel"}) == Path(
-        "/home/u/.local/state/lq/dev")  # a relative XDG path is invalid: ignored
-    env = {**home, "XDG_STATE_HOME": "/x", "LQ_DEV_STATE": "/s"}
-    assert state_dir(None, env) == Path("/s")
-    assert state_dir("/flag", env) == Path("/flag")
-
-
-def test_lq_token_says_what_is_wrong_with_the_secret(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.delenv("LQ_JWT_SECRET", raising=False)
-    state = str(tmp_path / "none")
-    assert main(["token", "--secret", "short", "--state-dir", state]) == 2
-    err = capsys.readouterr().err
-    assert err == ("lq token: --secret is 5 bytes long; an HS256 secret needs at least "
-                   "32 bytes\n")
-    monkeypatch.setenv("LQ_JWT_SECRET", "s" * 31)
-    assert main(["token", "--state-dir", state]) == 2
-    assert "LQ_JWT_SECRET is 31 bytes long" in capsys.readouterr().err
-    monkeypatch.delenv("LQ_JWT_SECRET")
-    assert main(["token", "--state-dir", state]) == 2
-    assert capsys.readouterr().err == (
-        f"lq token: no secret: give --secret or LQ_JWT_SECRET, or run lq dev once "
-        f"(it keeps one in {state})\n")
-
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
@@ -324,7 +51,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
 
 
 def _status(dev: Dev) -> dict[str, Any]:
-    out = _lq(dev.state, "status", "--json")
+    out = run_lq(dev.state, "status", "--json")
     assert out.returncode == 0, out.stderr
     report: dict[str, Any] = json.loads(out.stdout)
     return report
@@ -380,7 +107,7 @@ def test_the_readme_quickstart_prints_what_the_readme_shows(dev: Dev) -> None:
     script = (shell.group(1).replace("localhost:8080", f"localhost:{port}")
               .replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
               + '\necho\necho "TOKEN=$TOKEN"\n')  # curl ends without a newline
-    ran = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=_env(dev.state),
+    ran = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=dev_env(dev.state),
                          capture_output=True, text=True, timeout=30)
     assert ran.returncode == 0, ran.stderr
     written, token_line = ran.stdout.strip().splitlines()[-2:]
@@ -446,21 +173,21 @@ def test_lq_status_lists_both_shards_owning_all_256_partitions(dev: Dev) -> None
     assert report["redis"]["aof_enabled"] == 1
     assert report["redis"]["url"] == dev.redis_url
     assert report["dev"]["pid"] == dev.proc.pid and report["dev"]["gateway_urls"] == dev.urls
-    table = _lq(dev.state, "status").stdout
+    table = run_lq(dev.state, "status").stdout
     assert f"lq dev   pid {dev.proc.pid}, ready since " in table
     assert "shard-0" in table and "shard-1" in table and "gateways 2 live" in table
     assert "all 256 leased by their owners" in table
     # an explicit URL wins over the running lq dev's
     elsewhere = f"redis://127.0.0.1:{free_port()}/0"
-    failed = _lq(dev.state, "status", "--redis-url", elsewhere)
+    failed = run_lq(dev.state, "status", "--redis-url", elsewhere)
     assert failed.returncode == 1 and f"cannot read {elsewhere}" in failed.stderr
-    failed = _lq(dev.state, "status", LQ_REDIS_URL=elsewhere)
+    failed = run_lq(dev.state, "status", LQ_REDIS_URL=elsewhere)
     assert failed.returncode == 1 and f"cannot read {elsewhere}" in failed.stderr
 
 
 def test_lq_token_with_no_flags_signs_with_the_running_lq_devs_secret(dev: Dev) -> None:
     secret = (dev.state / "secret").read_text().strip()
-    out = _lq(dev.state, "token", "--tenant", "acme", "--scope", "lq:read:tasks", "--ttl", "60")
+    out = run_lq(dev.state, "token", "--tenant", "acme", "--scope", "lq:read:tasks", "--ttl", "60")
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     claims = jwt.decode(token, secret, algorithms=["HS256"])
@@ -471,7 +198,7 @@ def test_lq_token_with_no_flags_signs_with_the_running_lq_devs_secret(dev: Dev) 
     got = httpx.get(f"{dev.urls[0]}/v1/entities/tasks/rows/t1",
                     headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert got.status_code == 404  # accepted by the gateway; tenant acme has no such row
-    bare = _lq(dev.state, "token").stdout.strip()  # no flag at all: tenant dev, all data
+    bare = run_lq(dev.state, "token").stdout.strip()  # no flag at all: tenant dev, all data
     url = f"{dev.urls[0]}/v1/entities/notes/rows/by-bare-token"
     put = httpx.put(url, headers={"Authorization": f"Bearer {bare}"}, json={"n": 0}, timeout=10)
     assert put.status_code == 200, put.text
@@ -479,7 +206,7 @@ def test_lq_token_with_no_flags_signs_with_the_running_lq_devs_secret(dev: Dev) 
     assert got.status_code == 200 and got.json()["row"] == {"n": 0}  # the same tenant
     # the environment wins over lq dev's secret
     other = "o" * 32
-    token = _lq(dev.state, "token", LQ_JWT_SECRET=other).stdout.strip()
+    token = run_lq(dev.state, "token", LQ_JWT_SECRET=other).stdout.strip()
     assert jwt.decode(token, other, algorithms=["HS256"])["tenant"] == "dev"
 
 
@@ -548,7 +275,7 @@ def test_a_restart_right_after_ctrl_c_with_a_live_client_comes_up_and_keeps_toke
     runs = [Dev(state, shards=1, gateways=1)]
     try:
         first = runs[0]
-        minted = _lq(state, "token", "--tenant", "acme").stdout.strip()
+        minted = run_lq(state, "token", "--tenant", "acme").stdout.strip()
         with _live_client(first.urls[0], first.token):
             interrupted = time.monotonic()
             assert first.stop(signal.SIGINT, timeout=20) == 0, first.output()
@@ -569,7 +296,7 @@ def test_a_restart_right_after_ctrl_c_with_a_live_client_comes_up_and_keeps_toke
         assert len(children) == 3 and all(alive(pid) for pid in children)
         second.proc.kill()
         second.proc.wait(timeout=10)
-        assert _gone_within(children, 5) == []
+        assert gone_within(children, 5) == []
         # its record is stale now (no lq dev holds the lock): nobody takes it for running
         assert find_running(state) is None and Path(record["redis_dir"]).is_dir()
     finally:
@@ -591,7 +318,7 @@ def test_closing_its_terminal_stops_everything_like_ctrl_c(tmp_path: Path) -> No
         assert len(children) == 3 and all(alive(pid) for pid in children)
         dev.hang_up()  # SIGHUP, and every later write of lq dev's fails
         assert dev.proc.wait(timeout=30) == 0
-        assert _gone_within(children, 5) == []
+        assert gone_within(children, 5) == []
         assert not Path(record["redis_dir"]).exists()
         assert sorted(p.name for p in state.iterdir()) == ["lock", "secret"]
     finally:
