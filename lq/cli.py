@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, requires, version
 from types import ModuleType
 
 from lq import dev, gateway_cmd, shard_cmd, status_cmd, token_cmd
+from lq.chaos import command as chaos_cmd
 
 __all__ = ["build_parser", "main"]
 
@@ -95,6 +96,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         ("shard", shard_cmd, "run a shard (flags > LQ_ environment > defaults)"),
         ("token", token_cmd, "print an HS256 token for a tenant and scopes (development)"),
         ("status", status_cmd, "live shards and gateways, their counters, unowned partitions"),
+        ("chaos", chaos_cmd, "inject faults into a real cluster and check every live list"),
     ):
         sub = commands.add_parser(name, help=text, description=text)
         module.configure(sub)

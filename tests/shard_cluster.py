@@ -24,8 +24,8 @@ from cluster.partition import PARTITIONS, partition_of
 from cluster.query import parse_query
 from cluster.settings import QueryLimits, StorageSettings
 from lq.bench._shardsim import Fleet, SimGateway, SimSub, taken_over
+from lq.chaos.oracle import oracle_query
 from storage import Lease, Storage
-from tests.oracle import oracle_query
 
 __all__ = [
     "FAST",

@@ -5,7 +5,7 @@ duplicate and stale redeliveries, while random subscriptions (both modes, multi-
 sorts, cursors, filters with `$or`/`$not`) come, go and reanchor. Every subscription has
 a simulated client that applies its messages by PROTOCOL.md section 3 and checks each
 index it is given. After every step each client's list must equal the plain-Python
-oracle's answer (tests/oracle.py, independent of `cluster.query`), never exceed `limit`,
+oracle's answer (lq/chaos/oracle.py, independent of `cluster.query`), never exceed `limit`,
 never see a version go backwards, and rule 5 must hold for the step's messages.
 """
 
@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cluster.query import CursorSigner, Query, parse_query
+from lq.chaos.oracle import oracle_query
 from shard import Change, Frame, Matcher, MatcherSettings, Row, ViewDelta
-from tests.oracle import oracle_query
 
 TENANT, ENTITY = "t", "items"
 SIGNER = CursorSigner(b"k" * 32)

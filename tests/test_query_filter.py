@@ -1,4 +1,4 @@
-"""The compiled filter (`Query.matches`) against the plain-Python oracle (tests/oracle.py).
+"""The compiled filter (`Query.matches`) against the plain-Python oracle (lq/chaos/oracle.py).
 
 Rows and filters are drawn from small pools so that values collide across kinds (1, 1.0,
 true, "1"), dotted paths meet objects, arrays and scalars, and fields go missing.
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cluster.errors import InvalidQuery
 from cluster.query import parse_query
-from tests.oracle import oracle_match
+from lq.chaos.oracle import oracle_match
 
 KEYS = ("a", "b", "c")
 PATHS = ("a", "b", "c", "a.b", "a.c", "b.a", "a.b.c", "c.a.b")

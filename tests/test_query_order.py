@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cluster.errors import InvalidQuery
 from cluster.query import CursorSigner, Mode, Query, parse_query
-from tests.oracle import Row, oracle_compare, oracle_query, oracle_sort
+from lq.chaos.oracle import Row, oracle_compare, oracle_query, oracle_sort
 
 SIGNER = CursorSigner(b"k" * 32)
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")

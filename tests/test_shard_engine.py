@@ -4,7 +4,7 @@ The real `Engine`, `Matcher`, `Publisher` and `TailLoop` run against a `MemorySt
 (rows and change logs), a `MemoryRegistry` and a `MemoryFrames` delta sink; no Redis,
 no processes. Every frame published is decoded and applied, by PROTOCOL.md section 3,
 to one simulated client per registry id, which must then equal a fresh query by the
-plain-Python oracle (tests/oracle.py). The real-Redis multi-process tests
+plain-Python oracle (lq/chaos/oracle.py). The real-Redis multi-process tests
 (test_shard_convergence, _failover, ...) prove the same engine inside real shards.
 """
 
@@ -20,13 +20,13 @@ from cluster.messages import Registration
 from cluster.partition import partition_of
 from cluster.query import CursorSigner
 from cluster.settings import QueryLimits
+from lq.chaos.oracle import oracle_query
 from shard import Matcher
 from shard.runtime.clock import RedisClock
 from shard.runtime.engine import Engine
 from shard.runtime.events import Events
 from shard.runtime.loop_tail import TailLoop
 from shard.runtime.publisher import Publisher
-from tests.oracle import oracle_query
 from tests.shard_doubles import MemoryFrames, MemoryRegistry, MemoryStore
 
 T, E = "t", "tasks"

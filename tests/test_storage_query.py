@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from cluster.query import CursorSigner, parse_query
 from cluster.settings import StorageSettings
+from lq.chaos.oracle import oracle_query
 from storage import QueryPage, RedisClient, RowStore, WriteOp, WriteResult, run_batch, run_query
 from storage import oneshot as oneshot_module
-from tests.oracle import oracle_query
 from tests.storage_helpers import KEYS, open_client
 
 SIGNER = CursorSigner(b"s" * 32)

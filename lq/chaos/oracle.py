@@ -3,7 +3,8 @@
 Written from the protocol text alone, without `cluster.query`: it interprets the filter
 JSON by walking it on every call and compares rows with a comparison function, so it is
 slow and obviously correct rather than fast. Tests check the real implementation
-(compiled predicates, byte-string sort keys, cursors) against it.
+(compiled predicates, byte-string sort keys, cursors) against it, and `lq chaos` checks
+every live list of a run against it (it lives in `lq/` so that both can import it).
 
 API (rows are `(id, values)` pairs, `values` a JSON object as a dict):
 

@@ -1,0 +1,184 @@
+"""The acknowledged-write model: what each row held at each point of its partition's
+history, as far as the writer knows it. Pure (no I/O).
+
+Every write of a partition takes the next version (`max(counter + 1, Redis time in
+µs)`, DESIGN.md section 2), so versions order a collection's history, and a snapshot is
+the state as of one version V: every write at or below V applied, none above. A row's
+history is a list of `Write`s in version order. A write is known exactly when the
+gateway acknowledged it (or a read-back found it); it is *ambiguous* in `[since,
+version]` when only an interval is known (a delete whose reply was lost, found gone by
+a later read). A write with a TTL makes the row vanish at an unknown version at or
+after `expires` (the owner's sweep deletes it through the write script). A *ghost* is a
+write Redis once held and lost (a crash under `appendfsync everysec`, a Cluster
+failover): clients may have seen it, but no state after the loss holds it.
+
+Invariant: `possible(V)` is every state the row may have been in as of V — one state
+when the history is exactly known there, more around an ambiguous write, an expiry or
+a ghost — and never leaves out the true one, as long as the writer is the only writer
+of its rows and every unknown outcome was read back.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ABSENT", "INF", "Model", "RowHistory", "State", "Write", "merge_patch"]
+
+INF = 1 << 62
+State = tuple[int, dict[str, Any]] | None  # (version, values) or None: absent
+ABSENT: State = None
+
+
+def merge_patch(target: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 merge of `patch` into `target` (the model's own copy, independent of
+    the server's)."""
+    out = dict(target or {})
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            inner = out.get(key)
+            out[key] = merge_patch(inner if isinstance(inner, dict) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(slots=True)
+class Write:
+    """One write of a row: the row's values after it (None: deleted)."""
+
+    version: int
+    values: dict[str, Any] | None
+    expires: int | None = None  # a TTL: the row is gone at an unknown version >= this
+    since: int | None = None  # ambiguous: happened somewhere in [since, version]
+    acked: bool = True  # the gateway answered; False: found by reading back
+    ghost: bool = False  # Redis lost it
+
+    @property
+    def state(self) -> State:
+        return None if self.values is None else (self.version, self.values)
+
+
+class RowHistory:
+    """One row's writes in version order, with an index for lookups by version."""
+
+    __slots__ = ("ambiguous", "keys", "marks", "writes")
+
+    def __init__(self) -> None:
+        self.writes: list[Write] = []
+        self.keys: list[int] = []  # the versions of `writes`, for bisect
+        self.ambiguous: list[Write] = []  # the writes with a `since`
+        self.marks: list[int] = []  # every `since` and `expires`, sorted
+
+    def add(self, w: Write) -> None:
+        at = bisect.bisect(self.keys, w.version)
+        self.writes.insert(at, w)
+        self.keys.insert(at, w.version)
+        if w.since is not None:
+            self.ambiguous.append(w)
+        for mark in (w.since, w.expires):
+            if mark is not None:
+                bisect.insort(self.marks, mark)
+
+    def latest(self) -> Write | None:
+        """The newest write that was not lost."""
+        for w in reversed(self.writes):
+            if not w.ghost:
+                return w
+        return None
+
+    def versions(self) -> set[int]:
+        return set(self.keys)
+
+    def possible(self, v: int, now: int | None = None, grace: int = 0) -> list[State]:
+        """The states the row may hold as of version `v` (see the module docstring).
+        With `now` (µs) the question is about the end of a quiet run: ghosts are gone,
+        and a TTL row is gone for sure past `expires + grace`, there for sure before
+        `expires`."""
+        base: Write | None = None
+        maybe: list[Write] = []
+        at = bisect.bisect(self.keys, v)
+        while at > 0:  # back from v to the newest surviving write; ghosts on the way
+            at -= 1
+            w = self.writes[at]
+            if not w.ghost:
+                base = w
+                break
+            if now is None:
+                maybe.append(w)  # held until the loss: a snapshot may show it
+        maybe += [w for w in self.ambiguous  # may already have happened
+                  if w.version > v and w.since is not None and w.since <= v and not w.ghost]
+        states: list[State] = [None if base is None else base.state]
+        if base is not None and base.values is not None and base.expires is not None:
+            if now is None:
+                if base.expires <= v:
+                    states.append(None)
+            elif now >= base.expires + grace:
+                states = [None]
+            elif now >= base.expires:
+                states.append(None)
+        for w in maybe:
+            if w.state not in states:
+                states.append(w.state)
+        return states
+
+    def points(self, lo: int, hi: int) -> set[int]:
+        """The versions in (lo, hi] at which `possible` may change."""
+        out = set(self.keys[bisect.bisect(self.keys, lo):bisect.bisect(self.keys, hi)])
+        out.update(self.marks[bisect.bisect(self.marks, lo):bisect.bisect(self.marks, hi)])
+        return out
+
+
+Key = tuple[str, str, str]  # tenant, entity, id
+
+
+class Model:
+    """Every row's history, by (tenant, entity, id); the writer is its one writer."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], dict[str, RowHistory]] = {}
+        self.lost: list[tuple[Key, Write]] = []  # acknowledged writes Redis lost
+        self.unacked_lost = 0  # writes read back once and then lost
+
+    def history(self, tenant: str, entity: str, row_id: str) -> RowHistory:
+        return self.rows.setdefault((tenant, entity), {}).setdefault(row_id, RowHistory())
+
+    def collection(self, tenant: str, entity: str) -> dict[str, RowHistory]:
+        return self.rows.get((tenant, entity), {})
+
+    def current(self, tenant: str, entity: str, row_id: str) -> State:
+        """The row's newest known state, ignoring expiry (what the writer builds on)."""
+        w = self.history(tenant, entity, row_id).latest()
+        return None if w is None else w.state
+
+    def record(self, key: Key, w: Write) -> None:
+        self.history(*key).add(w)
+
+    def reconcile(self, key: Key, found: State) -> list[Write]:
+        """After a possible data loss: Redis holds `found` for the row (nothing in
+        flight on it). Every write newer than what Redis holds becomes a ghost; a state
+        the model never knew is adopted as a read-back write. The writes lost."""
+        h = self.history(*key)
+        latest = h.latest()
+        if latest is None and found is None:
+            return []
+        held = INF if found is None else found[0]
+        if found is None:  # gone: lost unless deleted, or a TTL row that may have expired
+            if latest is None or latest.values is None or latest.expires is not None:
+                return []
+            keep = max((w.version for w in h.writes if not w.ghost and w.values is None),
+                       default=-1)
+            held = keep
+        lost = [w for w in h.writes if not w.ghost and w.version > held]
+        for w in lost:
+            w.ghost = True
+            if w.acked:
+                self.lost.append((key, w))
+            else:
+                self.unacked_lost += 1
+        if found is not None and found[0] not in h.versions():
+            h.add(Write(found[0], found[1], acked=False))
+        return lost
