@@ -97,10 +97,10 @@ async def _partition(top: Topology, f: Fault, rec: FaultRecord) -> None:
 
 async def _gateway(top: Topology, f: Fault, rec: FaultRecord) -> None:
     proc = top.gateways[int(f.target.rpartition("-")[2])]
+    on = sum(1 for c in top.clients if c.urls[c.gateway % len(c.urls)] == proc.url)
+    rec.note = f"{on} clients were on it"
     proc.send(signal.SIGKILL)
     await _wait_exit(proc, 5)
-    rec.note = f"{sum(1 for c in top.clients if c.urls[c.gateway % len(c.urls)] == proc.url)}" \
-               f" clients were on it"
     await asyncio.sleep(1.0)
     proc.start()
 
@@ -153,8 +153,12 @@ async def _failover(top: Topology, f: Fault, rec: FaultRecord) -> None:
     assert isinstance(top.redis, RedisCluster)
     index = int(f.target.rpartition("-")[2])
     master, replica = top.redis.pairs[index]
-    if f.duration > 0:  # replication lag: the replica misses what the master acks now
+    if f.duration > 0:
+        # Replication lag, made certain: the replica is paused (it cannot reconnect) and
+        # the master drops its link, so what the master acknowledges from now on never
+        # reaches the replica, not even from a socket buffer.
         replica.signal(signal.SIGSTOP)
+        await asyncio.to_thread(resp.command, master.port, "CLIENT", "KILL", "TYPE", "replica")
         await asyncio.sleep(f.duration)
     master.kill()
     replica.signal(signal.SIGCONT)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lq import _net
 from lq._orphan_guard import guarded
 from lq.chaos import resp
 from lq.embedded import find_redis_server
@@ -32,22 +32,12 @@ _SLOTS = 16384
 _BUS_OFFSET = 10000
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(*, bus: bool = False) -> int:
     """A free loopback port (and port + 10000 free too when `bus`, for a cluster node)."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not bus or (port + _BUS_OFFSET <= 65535 and _port_free(port + _BUS_OFFSET)):
+        port = _net.free_port()
+        if not bus or (port + _BUS_OFFSET <= 65535
+                       and _net.port_free("127.0.0.1", port + _BUS_OFFSET)):
             return port
     raise RuntimeError("no free port on 127.0.0.1")
 

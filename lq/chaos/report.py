@@ -77,7 +77,7 @@ def _recovery_rows(records: list[FaultRecord]) -> list[Row]:
         value = (f"p50 {quantile(times, 0.5):.2f} s, p99 {quantile(times, 0.99):.2f} s"
                  if times else "no reset")
         lost = sum(r.lost for r in mine)
-        note = f"{len(mine)} faults, {len(times)} reset lists"
+        note = f"{len(mine)} faults; {sum(r.resets for r in mine)} lists reset"
         note += f", {lost} acknowledged writes lost" if lost else ""
         out.append((f"recovery: {kind}", value, note))
     return out
