@@ -24,13 +24,16 @@ __all__ = [
 
 
 def reset() -> Message:
+    """A snapshot's `reset`, without its reason: `Frame.because` adds it per send."""
     return {"type": "delta", "op": "reset"}
 
 
-def synced(count: int, truncated: bool | None = None) -> Message:
+def synced(count: int, truncated: bool | None = None, digest: str | None = None) -> Message:
     msg: Message = {"type": "delta", "op": "synced", "count": count}
     if truncated is not None:
         msg["truncated"] = truncated
+    if digest is not None:
+        msg["digest"] = digest
     return msg
 
 

@@ -20,6 +20,7 @@ from cluster.messages import Change  # one change type from the log to the match
 __all__ = ["Change", "Frame", "MatcherSettings", "Message", "Routes", "Row", "ViewDelta"]
 
 _COMPACT_BELOW = 3072
+_RESET = b'[{"type":"delta","op":"reset"}'  # how every snapshot frame's payload starts
 
 Message = dict[str, Any]
 """One live message of PROTOCOL.md section 3 without `sub` and `seq`."""
@@ -64,6 +65,17 @@ class Frame(NamedTuple):
 
     messages: Sequence[Message]
     payload: bytes
+
+    def because(self, reason: str) -> Frame:
+        """This snapshot frame with its leading `reset` saying why (PROTOCOL.md section
+        3): the shared frame stays as it is, the copy costs one copy of the payload."""
+        first = self.messages[0]
+        if first.get("op") != "reset" or not self.payload.startswith(_RESET):
+            raise ValueError("not a snapshot frame")
+        head = {**first, "reason": reason}
+        payload = b"%b,\"reason\":%b}%b" % (_RESET[:-1], orjson.dumps(reason),
+                                             self.payload[len(_RESET):])
+        return Frame([head, *self.messages[1:]], payload)
 
     @classmethod
     def of(cls, messages: list[Message]) -> Frame:

@@ -133,7 +133,7 @@ class View:
     def reload(self) -> ViewDelta:
         """Recompute the state from the collection; the delta resets every subscriber."""
         self.refresh()
-        return ViewDelta(self.routes(), self.snapshot())
+        return ViewDelta(self.routes(), self.snapshot().because("reload"))
 
     # -- the result
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
+from lq_client.view import digest
+
 from . import _messages as m
 from ._types import Message
 from ._view import View
@@ -46,11 +48,14 @@ class WindowView(View):
         msgs = [m.reset()]
         id_of, rows, cursor = self.index.id_of, self.rows, self.cursor
         window = self.keys[: self.limit]
+        pairs = []
         for i, key in enumerate(window):
             rid = id_of[key]
             version, values = rows[rid]
+            pairs.append((rid, version))
             msgs.append(m.enter(rid, version, values, i, cursor(key)))
-        msgs.append(m.synced(len(window)))
+        # hashed once per snapshot frame (cached with it), never per delta
+        msgs.append(m.synced(len(window), digest=digest(pairs)))
         return msgs
 
     def apply(

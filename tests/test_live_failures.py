@@ -49,6 +49,11 @@ def _resets(ws: Ws, sub: str) -> int:
     return sum(1 for m in ws.deltas if m["sub"] == sub and m["op"] == "reset")
 
 
+def _reasons(ws: Ws, sub: str) -> list[str]:
+    """The reasons of `sub`'s resets, in order."""
+    return [m["reason"] for m in ws.deltas if m["sub"] == sub and m["op"] == "reset"]
+
+
 async def _metric(http: httpx.AsyncClient, name: str) -> float:
     text = (await http.get("/metrics")).text
     for line in text.splitlines():
@@ -88,6 +93,9 @@ async def test_a_slow_consumer_gets_a_reset_and_the_right_window(
         assert await _metric(slow, "lq_live_overflows") > overflows
         await ws.converge(http, tok, "a", Q, timeout=30)
         assert _resets(ws, "a") >= 2  # the caught-up client got a reset, then the window
+        reasons = _reasons(ws, "a")
+        assert reasons[0] == "subscribe" and "overflow" in reasons[1:], reasons
+        assert await _metric(slow, 'lq_live_resets_total{reason="overflow"}') >= 1
         assert len(ws.deltas) < 10_000
     finally:
         await ws.close()
@@ -105,6 +113,7 @@ async def test_a_lost_delta_stream_resyncs_everything(
         gateway_id = (await http.get("/v1/cluster", headers=ADMIN)).json()["gateway"]
         assert r.delete(Keys(cluster.prefix).delta(gateway_id)) == 1
         await ws.settle(lambda: _resets(ws, "a") == 2)
+        assert _reasons(ws, "a") == ["subscribe", "resync"]
         await http.put("/v1/entities/tasks/rows/after", json={"p": 1}, headers=auth(tok))
         await ws.converge(http, tok, "a", Q)
     finally:
@@ -125,6 +134,8 @@ async def test_a_gap_in_a_shards_frames_resyncs_its_subscriptions(
         fields = {"shard": "shard-0", "inc": inc, "n": 10**9, "p": 0, "epoch": 1}
         r.xadd(Keys(cluster.prefix).delta(view["gateway"]), fields)  # type: ignore[arg-type]
         await ws.settle(lambda: _resets(ws, "a") == 2)
+        assert _reasons(ws, "a") == ["subscribe", "resync"]
+        assert await _metric(http, 'lq_live_resets_total{reason="resync"}') >= 1
         await http.put("/v1/entities/tasks/rows/after", json={"p": 1}, headers=auth(tok))
         await ws.converge(http, tok, "a", Q)
     finally:
@@ -154,6 +165,7 @@ async def test_a_killed_shard_fails_over_with_a_reset(redis_standalone: RedisSer
                 await ws.converge(http, tok, "a", Q)
                 c.start_shard(victim)  # it comes back and takes its partitions again
                 await ws.settle(lambda: _resets(ws, "a") == 3, timeout=15)
+                assert _reasons(ws, "a") == ["subscribe", "failover", "failover"]
                 await http.put("/v1/entities/tasks/rows/r0", json={"p": 100}, headers=auth(tok))
                 await ws.converge(http, tok, "a", Q)
             finally:

@@ -76,6 +76,13 @@ class LiveCollector:
 
     def collect(self) -> Iterator[Metric]:
         for name, value in self.read().items():
+            if isinstance(value, dict):  # by a label: resets by reason
+                labelled = CounterMetricFamily(f"lq_live_{name}", f"live {name} so far",
+                                               labels=["reason"])
+                for label, count in sorted(value.items()):
+                    labelled.add_metric([str(label)], count)
+                yield labelled
+                continue
             if isinstance(value, bool) or not isinstance(value, int):
                 continue
             family: Metric

@@ -32,7 +32,7 @@ class Mirror:
     __slots__ = ("_limit", "max_bytes", "size", "sizes", "sort_key", "view")
 
     def __init__(self, window: bool, limit: int, max_bytes: int, sort_key: SortKey) -> None:
-        self.view = ViewState(window, limit, numbered=False)
+        self.view = ViewState(window, limit, numbered=False, verify=False)
         self._limit = limit
         self.max_bytes = max_bytes
         self.sort_key = sort_key
@@ -99,19 +99,22 @@ class Mirror:
         elif d[7]:  # a truncated snapshot: not the client's whole list
             self._broken()
 
-    def snapshot(self) -> list[tuple[str, bytes]] | None:
-        """(op, body) of reset, the rows in order and synced; None when incomplete."""
+    def snapshot(self, reason: str = "overflow") -> list[tuple[str, bytes]] | None:
+        """(op, body) of reset (saying `reason`), the rows in order and synced (with the
+        window's digest, hashed from these rows); None when incomplete."""
         if not self.complete:
             return None
-        out: list[tuple[str, bytes]] = [("reset", b'"op":"reset"}')]
         dumps = orjson.dumps
+        out: list[tuple[str, bytes]] = [
+            ("reset", dumps({"op": "reset", "reason": reason})[1:])]
         view = self.view
         if view.window:
             for i, r in enumerate(view.rows):
                 body = {"op": "enter", "id": r.id, "version": r.version, "row": r.values,
                         "from": -1, "to": i, "cursor": r.cursor}
                 out.append(("enter", dumps(body)[1:]))
-            out.append(("synced", dumps({"op": "synced", "count": len(view.rows)})[1:]))
+            synced = {"op": "synced", "count": len(view.rows), "digest": view.digest()}
+            out.append(("synced", dumps(synced)[1:]))
             return out
         key = self.sort_key
         ordered = sorted(view.by_id.values(), key=lambda r: key(r.id, r.values))
@@ -121,6 +124,14 @@ class Mirror:
         synced = {"op": "synced", "count": len(ordered), "truncated": False}
         out.append(("synced", dumps(synced)[1:]))
         return out
+
+    def check(self) -> bytes | None:
+        """The body of a `check` message (window mode, complete only), else None."""
+        view = self.view
+        if not view.window or not self.complete:
+            return None
+        body = {"op": "check", "count": len(view.rows), "digest": view.digest()}
+        return orjson.dumps(body)[1:]
 
     def __len__(self) -> int:
         return len(self.view.by_id)

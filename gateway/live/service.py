@@ -35,6 +35,7 @@ from ..auth import Authenticator, Principal
 from ..context import Context
 from ..errors import Overloaded, TooManySubscriptions
 from ..tickets import TicketDesk
+from .checks import Checks
 from .demux import Demux
 from .hub import Hub
 from .liveness import Liveness
@@ -63,6 +64,7 @@ class LiveService:
         self.tickets = TicketDesk(ctx)
         self.stats = LiveStats()
         self.hub = Hub(ctx, self.stats)
+        self.checks = Checks(self.stats)
         self.on_drain: list[Callable[[], None]] = []  # the transports' end-everything hooks
         self.loops: list[Loop] = []  # the transports' own loops (reapers)
         self.demux: Demux | None = None
@@ -100,6 +102,7 @@ class LiveService:
                                           backoff_s=period, backoff_max_s=period)),
             group.create_task(self._guard("notice read", liveness.notices_once)),
             group.create_task(self._guard("resends", self.hub.resend_due)),
+            group.create_task(self._guard("checks", self.checks.once)),
         ]
         tasks += [group.create_task(self._guard(name, body)) for name, body in self.loops]
         return tasks
@@ -211,12 +214,16 @@ class LiveService:
         return parse_query(raw_query, signer=signer, limits=self.ctx.config.query)
 
     async def open(
-        self, who: Principal, sub: str, raw_query: Any, outbox: Outbox
+        self, who: Principal, sub: str, raw_query: Any, outbox: Outbox,
+        check_s: int | None = None,
     ) -> Subscription:
-        """Validate, check scope, register and request the snapshot of a subscription.
+        """Validate, check scope, register and request the snapshot of a subscription
+        (with a `check` every `check_s` seconds, window mode only).
 
         Raises InvalidQuery, Forbidden, or Overloaded (Redis away, or at a limit)."""
         query = await self._parse(raw_query, "subscribe")
+        if check_s is not None and query.mode is not Mode.WINDOW:
+            raise InvalidQuery("check", "check applies to window-mode subscriptions only")
         if not who.can("read", query.entity):
             raise Forbidden(
                 f"the token lacks the scope lq:read:{query.entity} (or lq:read:*)"
@@ -225,6 +232,7 @@ class LiveService:
         subscription = Subscription(
             hub.next_rid(), sub, who.tenant, partition_of(who.tenant, query.entity), query,
             outbox, self.config.mirror_max_bytes, hub.request_resync,
+            self.stats.reset, check_s,
         )
         try:
             await hub.subscribe(subscription, query)
@@ -235,6 +243,7 @@ class LiveService:
     def announce(self, subscription: Subscription) -> None:
         """`subscribed` has been queued: from now on its messages go to the client."""
         subscription.announce()
+        self.checks.add(subscription)
 
     async def reanchor(self, subscription: Subscription, after: Any, limit: Any) -> None:
         """Move a window-mode subscription's window (`after`, and `limit` unless None);

@@ -2,15 +2,16 @@
 
 Invariant: every counter only grows, and only through a method named for the event it
 counts, called by the part that saw the event (the hub for subscribes, re-sends and
-resyncs; the demux for frames, gaps and dropped groups; an outbox for overflows). Nothing
-else writes them. `as_dict` is what `/v1/cluster`, `lq status` (through the gateway's
+resyncs; the demux for frames, gaps and dropped groups; an outbox for overflows; a
+subscription for the resets it passes on, by reason). Nothing else writes them.
+`as_dict` is what `/v1/cluster`, `lq status` (through the gateway's
 liveness value) and the `lq_live_<name>` Prometheus counters read, so its keys are part
 of the public surface: rename nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 __all__ = ["LiveStats"]
 
@@ -24,6 +25,15 @@ class LiveStats:
     dropped: int = 0  # (frame group, subscription) pairs the fences dropped
     overflows: int = 0  # subscriptions that fell behind a full outbox
     frames: int = 0  # delta frames read
+    checks: int = 0  # check messages queued
+    # resets passed on to clients, by reason (`lq_live_resets_total{reason}`)
+    resets: dict[str, int] = field(default_factory=dict)
+
+    def reset(self, reason: str) -> None:
+        self.resets[reason] = self.resets.get(reason, 0) + 1
+
+    def checked(self) -> None:
+        self.checks += 1
 
     def subscribed(self) -> None:
         self.subscribes += 1
@@ -45,5 +55,5 @@ class LiveStats:
     def overflowed(self) -> None:
         self.overflows += 1
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | dict[str, int]]:
         return asdict(self)

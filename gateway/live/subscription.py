@@ -33,8 +33,9 @@ __all__ = ["Subscription"]
 
 class Subscription:
     __slots__ = (
-        "behind", "fence", "mirror", "outbox", "p", "query", "queued", "request_resync",
-        "resets", "rid", "seq", "sub", "sub_json", "tenant",
+        "behind", "catch_up_reason", "check_s", "fence", "mirror", "on_reset", "outbox", "p",
+        "query", "queued", "request_resync", "resets", "rid", "seq", "sub", "sub_json",
+        "tenant",
     )
 
     def __init__(
@@ -47,6 +48,8 @@ class Subscription:
         outbox: Outbox,
         mirror_max_bytes: int,
         request_resync: Callable[[Subscription], None],
+        on_reset: Callable[[str], None] | None = None,
+        check_s: int | None = None,
     ) -> None:
         self.rid = rid
         self.sub = sub
@@ -63,6 +66,9 @@ class Subscription:
         self.queued = 0
         self.behind = True  # nothing goes to the client before `subscribed`
         self.resets = 0  # resets accepted so far
+        self.on_reset = on_reset  # told the reason of every reset passed on to the client
+        self.check_s = check_s  # window mode: a `check` about every that many seconds
+        self.catch_up_reason = "overflow"  # what a reset from the mirror says
 
     def __repr__(self) -> str:
         return f"Subscription({self.rid!r}, sub={self.sub!r}, {self.fence.phase.value})"
@@ -92,6 +98,7 @@ class Subscription:
         self.sub = sub
         self.sub_json = orjson.dumps(sub)
         self.seq = 0
+        self.catch_up_reason = "resume_miss"
         self.outbox.overflow(self)
 
     def lost(self) -> None:
@@ -121,9 +128,18 @@ class Subscription:
         if ops[0] == "reset":
             self.resets += 1
         self.mirror.apply_reads(group.reads, group.unit)
-        if not self.behind:
-            self.outbox.push_deltas(self, ops, group.bodies)
+        if not self.behind and self.outbox.push_deltas(self, ops, group.bodies):
+            if ops[0] == "reset" and self.on_reset is not None:
+                self.on_reset(group.reads[0][1] or "unknown")
         return True
+
+    def check(self) -> bool:
+        """Queue a `check` of the client's list (the mirror's); False when it cannot
+        now (not live, behind, or the mirror incomplete). Changes nothing else."""
+        if self.behind or self.fence.phase is not Phase.LIVE:
+            return False
+        body = self.mirror.check()
+        return body is not None and self.outbox.push_deltas(self, ("check",), (body,))
 
     # -- the outbox (`outbox.Queued`)
 
@@ -153,8 +169,11 @@ class Subscription:
         self.behind = False
         if self.fence.phase is not Phase.LIVE:
             return None
-        snapshot = self.mirror.snapshot()
+        reason, self.catch_up_reason = self.catch_up_reason, "overflow"
+        snapshot = self.mirror.snapshot(reason)
         if snapshot is None:
             self.fence.lost()
             self.request_resync(self)
+        elif self.on_reset is not None:
+            self.on_reset(reason)
         return snapshot

@@ -38,6 +38,7 @@ __all__ = [
 
 DELTA_PREFIX = b'{"type":"delta",'
 MAX_SUB = 64
+MAX_CHECK_S = 3600
 _MISSING: Any = object()
 
 
@@ -52,8 +53,11 @@ class WireError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """`check`: seconds between `check` messages (None: none asked for)."""
+
     sub: str
     query: Any
+    check: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,7 @@ class Auth:
 ClientMessage = Subscribe | Unsubscribe | Reanchor | Ping | Auth
 
 _FIELDS: dict[str, frozenset[str]] = {
-    "subscribe": frozenset({"type", "sub", "query"}),
+    "subscribe": frozenset({"type", "sub", "query", "check"}),
     "unsubscribe": frozenset({"type", "sub"}),
     "reanchor": frozenset({"type", "sub", "after", "limit"}),
     "ping": frozenset({"type", "t"}),
@@ -103,6 +107,12 @@ def _sub(obj: dict[str, Any]) -> str:
     if not isinstance(sub, str) or not 1 <= len(sub) <= MAX_SUB:
         raise WireError(f'"sub" is a string of 1 to {MAX_SUB} characters')
     return sub
+
+
+def _check(check: Any, name: str) -> int | None:
+    if check is not None and (type(check) is not int or not 1 <= check <= MAX_CHECK_S):
+        raise WireError(f'"check" is an integer of 1 to {MAX_CHECK_S} seconds', name)
+    return check
 
 
 _QUERY_PARTS = {"subscribe": ("query",), "reanchor": ("after", "limit")}
@@ -153,7 +163,7 @@ def parse(raw: str | bytes) -> ClientMessage:
     if kind == "subscribe":
         if "query" not in obj:
             raise WireError('a subscribe message carries "query"', name)
-        return Subscribe(name, obj["query"])
+        return Subscribe(name, obj["query"], _check(obj.get("check"), name))
     return Reanchor(name, obj.get("after"), obj.get("limit"))
 
 

@@ -127,7 +127,8 @@ class WsSession:
                 f"sub {msg.sub!r} is already in use on this connection; pick another name"
             )
         self.live.check_room(len(self.subs))
-        subscription = await self.live.open(who, msg.sub, msg.query, self.outbox)
+        subscription = await self.live.open(who, msg.sub, msg.query, self.outbox,
+                                            check_s=msg.check)
         self.subs[msg.sub] = subscription
         self.send(wire.control({"type": "subscribed", "sub": msg.sub}))
         self.live.announce(subscription)

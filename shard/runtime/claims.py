@@ -42,10 +42,11 @@ class Claims:
     def under_way(self, p: int) -> bool:
         return p in self._claiming
 
-    def start(self, p: int, epoch: int) -> None:
-        """Claim `p` (its lease just taken under `epoch`) in a task of its own."""
+    def start(self, p: int, epoch: int, reason: str = "failover") -> None:
+        """Claim `p` (its lease just taken under `epoch`) in a task of its own; its
+        resets say `reason`."""
         self._claiming[p] = epoch
-        task = self._group.create_task(self._claim(p, epoch))
+        task = self._group.create_task(self._claim(p, epoch, reason))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -55,13 +56,13 @@ class Claims:
         epoch = self._ownership.epoch(p)
         self._engine.drop(p)
         if epoch is not None and p not in self._claiming:
-            self.start(p, epoch)
+            self.start(p, epoch, "trimmed")
 
-    async def _claim(self, p: int, epoch: int) -> None:
+    async def _claim(self, p: int, epoch: int, reason: str) -> None:
         try:
             async with self._slots:
                 if self._ownership.serving(p, epoch):
-                    await self._engine.claim(p, epoch)
+                    await self._engine.claim(p, epoch, reason)
         except asyncio.CancelledError:
             raise
         except Exception as e:

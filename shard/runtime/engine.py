@@ -18,6 +18,7 @@ ports (`ports.RowSource`, `ports.Registrations`, `ports.DeltaSink`). Invariants:
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,7 @@ class Engine:
         self._events = events
         self._partitions: dict[int, Partition] = {}
         self.changes_applied = 0
+        self.resets: Counter[str] = Counter()  # snapshots sent, by their reset's reason
         self.claim_seconds: list[float] = []
 
     # -- what is held
@@ -84,13 +86,15 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         """The matcher's counts, plus partitions served and changes applied."""
         out: dict[str, Any] = dict(self._matcher.stats())
-        out.update(partitions=len(self.serving()), changes=self.changes_applied)
+        out.update(partitions=len(self.serving()), changes=self.changes_applied,
+                   resets=dict(self.resets))
         return out
 
     # -- partitions
 
-    async def claim(self, p: int, epoch: int) -> None:
-        """Start serving `p` under `epoch`: every registration gets reset + snapshot."""
+    async def claim(self, p: int, epoch: int, reason: str = "failover") -> None:
+        """Start serving `p` under `epoch`: every registration gets reset + snapshot,
+        the reset saying `reason` (failover, redis_restart, trimmed)."""
         started = time.monotonic()
         part = Partition(p, epoch)
         self._partitions[p] = part
@@ -100,7 +104,7 @@ class Engine:
             for reg in regs.values():
                 if self._partitions.get(p) is not part:
                     return  # dropped while claiming
-                await self._start(part, reg)
+                await self._start(part, reg, reason)
             if self._partitions.get(p) is part:
                 part.move(PartitionState.SERVING)
         elapsed = time.monotonic() - started
@@ -166,9 +170,11 @@ class Engine:
 
     # -- subscriptions
 
-    async def subscribe(self, part: Partition, rid: str, *, refresh: bool) -> None:
+    async def subscribe(self, part: Partition, rid: str, *, refresh: bool,
+                        reason: str = "subscribe") -> None:
         """Serve `rid` from its registration. `refresh` (reanchor/resync): snapshot again
-        even when it is already served; otherwise a live `rid` is a no-op."""
+        even when it is already served; otherwise a live `rid` is a no-op. `reason` is
+        its reset's (the control op)."""
         async with part.lock:
             if rid in part.subs and not refresh:
                 return
@@ -177,7 +183,7 @@ class Engine:
                 self._unsubscribe(part, rid)
                 return
             if self._partitions.get(part.p) is part:
-                await self._start(part, reg)
+                await self._start(part, reg, reason)
 
     async def unsubscribe(self, part: Partition, rid: str) -> None:
         async with part.lock:
@@ -218,8 +224,9 @@ class Engine:
         for change in loaded.changes:
             self._matcher.apply(change)
 
-    async def _start(self, part: Partition, reg: Registration) -> None:
-        """Subscribe `reg` (caller holds the partition lock) and send its snapshot."""
+    async def _start(self, part: Partition, reg: Registration, reason: str) -> None:
+        """Subscribe `reg` (caller holds the partition lock) and send its snapshot, its
+        reset saying `reason`."""
         query = self._query(reg)
         if query is None:
             return
@@ -230,6 +237,8 @@ class Engine:
             frame = self._matcher.reanchor(reg.rid, query)
         else:
             frame = self._matcher.subscribe(reg.rid, reg.tenant, query, route=reg.gateway)
+        frame = frame.because(reason)
+        self.resets[reason] += 1
         part.subs[reg.rid] = SubInfo(reg.tenant, query.entity, reg.gateway)
         # Under the partition lock, so no delta of this view can overtake the snapshot.
         await self._sink.room(reg.gateway, len(frame.payload))

@@ -86,7 +86,8 @@ class ControlLoop:
         if msg.op == "unsubscribe":
             await self._engine.unsubscribe(part, msg.rid)
         else:
-            await self._engine.subscribe(part, msg.rid, refresh=msg.op != "subscribe")
+            await self._engine.subscribe(part, msg.rid, refresh=msg.op != "subscribe",
+                                         reason=msg.op)
 
     async def _forward(self, msg: ControlMessage) -> None:
         target = owner(msg.p, self._live())

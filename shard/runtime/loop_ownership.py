@@ -61,6 +61,7 @@ class OwnershipLoop:
         self._notice = asyncio.Event()
         self._desired: frozenset[int] = frozenset()
         self._server: str | None = None  # Redis's run id at the last pass
+        self._restarted: set[int] = set()  # held at a Redis restart, not re-claimed yet
         self._next_check_s = self._heartbeat_s
         self.live: list[str] = []  # live shard ids (this one included), sorted
 
@@ -110,8 +111,13 @@ class OwnershipLoop:
         if stale:
             await own.release(stale)  # ours, if still held: re-taken at once
         gained = desired - set(own.held)
+        restarted = self._restarted
         for p, epoch in (await own.acquire(sorted(gained))).items():
-            self._claims.start(p, epoch)
+            if p in restarted:
+                restarted.discard(p)
+                self._claims.start(p, epoch, "redis_restart")
+            else:
+                self._claims.start(p, epoch)
         self._desired = desired
         self._next_check_s = self._next_check(now_ms, expiries,
                                               waiting=bool(desired - set(own.held)))
@@ -133,6 +139,7 @@ class OwnershipLoop:
         run_id = await self._run_id()
         if self._server is not None and run_id is not None and run_id != self._server:
             self._events.warning("redis_restarted", partitions=len(self._engine.held()))
+            self._restarted = set(self._ownership.held)  # their claims say redis_restart
             self._engine.drop_all()
             # Give our leases up (the restarted Redis may still hold them, from its AOF):
             # re-taken at once under new epochs, every partition is re-claimed with resets

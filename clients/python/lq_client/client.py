@@ -45,7 +45,7 @@ from .backoff import Backoff
 from .errors import CLOSE_CODES, LiveError, Unauthorized, Unavailable, error_for
 from .http import HttpApi
 from .live_view import LiveView
-from .view import ProtocolViolation
+from .view import DigestMismatch, ProtocolViolation
 
 __all__ = ["LiveClient"]
 
@@ -117,13 +117,16 @@ class LiveClient(HttpApi):
         self._views.clear()
         await super().__aexit__(*exc)
 
-    async def subscribe(self, query: dict[str, Any], *, wait: float | None = 10.0) -> LiveView:
+    async def subscribe(self, query: dict[str, Any], *, wait: float | None = 10.0,
+                        check: int | None = None) -> LiveView:
         """A live view of `query`. With `wait` (seconds), returns once its list is synced
         and raises at once what stops that: the query's refusal (`InvalidQuery`,
         `Forbidden`, ...), a refused token (`Unauthorized`), no gateway reachable
         (`Unavailable`); `Unavailable` too past `wait`. With `wait=None` it returns the
         view at once (it syncs whenever the connection is up; refusals come from its
-        iterator)."""
+        iterator). `check` (seconds, window mode) asks the server for a `check` of the
+        list's digest that often; a digest that differs starts the view over and counts
+        in `view.digest_mismatches`."""
         if self._runner is None or self._link.state is LinkState.CLOSED:
             raise RuntimeError("use the client as `async with LiveClient(...) as client`")
         link = self._link
@@ -131,10 +134,10 @@ class LiveClient(HttpApi):
             assert link.error is not None
             raise link.error
         self._counter += 1
-        view = LiveView(self, f"v{self._counter}", query)
+        view = LiveView(self, f"v{self._counter}", query, check=check)
         self._views[view.sub] = view
         if self._ws is not None:
-            await self._send({"type": "subscribe", "sub": view.sub, "query": view.query})
+            await self._send(view._subscribe_message())
         if wait is None:
             return view
         self._pending.add(view)
@@ -248,7 +251,7 @@ class LiveClient(HttpApi):
         self._ws = ws
         for view in list(self._views.values()):
             view._restart()
-            await self._send({"type": "subscribe", "sub": view.sub, "query": view.query})
+            await self._send(view._subscribe_message())
         assert self._group is not None
         refresher: asyncio.Task[None] | None = None
         try:
@@ -330,6 +333,9 @@ class LiveClient(HttpApi):
         elif kind == "delta":
             try:
                 view._apply(message)
+            except DigestMismatch:
+                view.digest_mismatches += 1  # the list diverged: a fresh snapshot repairs it
+                await self._start_over(view)
             except (ProtocolViolation, KeyError, TypeError, ValueError):
                 await self._start_over(view)
         elif kind == "error":
@@ -356,7 +362,7 @@ class LiveClient(HttpApi):
         view.refusals += 1
         if self._ws is ws and ws is not None and self._views.get(view.sub) is view:
             view._restart()
-            await self._send({"type": "subscribe", "sub": view.sub, "query": view.query})
+            await self._send(view._subscribe_message())
 
     async def _start_over(self, view: LiveView) -> None:
         """A protocol violation: subscribe again under a new name (a fresh reset)."""
@@ -366,4 +372,4 @@ class LiveClient(HttpApi):
         view.sub = f"{view.base}.{view.restarts}"
         view._restart()
         self._views[view.sub] = view
-        await self._send({"type": "subscribe", "sub": view.sub, "query": view.query})
+        await self._send(view._subscribe_message())

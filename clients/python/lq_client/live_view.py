@@ -40,15 +40,18 @@ class ViewOwner(Protocol):
 class LiveView:
     """One subscription: `.rows` is the list now; iterate it for every change."""
 
-    def __init__(self, owner: ViewOwner, sub: str, query: dict[str, Any]) -> None:
+    def __init__(self, owner: ViewOwner, sub: str, query: dict[str, Any],
+                 check: int | None = None) -> None:
         self.owner = owner
+        self.check = check  # seconds between the server's `check` messages, if asked
         self.base = sub
         self.sub = sub
         self.query = dict(query)
         self.state = ViewState(query.get("mode", "window") == "window", query.get("limit"))
         self.changes: asyncio.Queue[dict[str, Any] | LiveError | _End] = asyncio.Queue()
         self.missed = 0
-        self.restarts = 0
+        self.restarts = 0  # subscriptions started over after a violation
+        self.digest_mismatches = 0  # of those, the list's digest differed (it diverged)
         self.error: LiveError | None = None  # the last error the server sent for it
         self.closed = False
         self.acked = False  # `subscribed` arrived on the current connection
@@ -64,6 +67,17 @@ class LiveView:
     @property
     def synced(self) -> bool:
         return self.state.synced
+
+    @property
+    def reason(self) -> str:
+        """The reason of the last `reset` ("" before any, or when it gave none)."""
+        return self.state.reason
+
+    def _subscribe_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "subscribe", "sub": self.sub, "query": self.query}
+        if self.check is not None:
+            message["check"] = self.check
+        return message
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
         """Until the list equals the query result; the error when the server refused

@@ -13,7 +13,10 @@ subscription starts with `reset`, indexes and ids agree, a window never holds mo
 `limit` rows, a row is never entered or matched twice, no change reaches the list twice
 (an `update`, `move` or `unmatch` of a held row carries a newer version than the list
 holds, a `leave` never an older one), a whole changes-mode list holds every row it
-hears of, and `synced` counts what the list holds and comes once after each `reset`.
+hears of, `synced` counts what the list holds and comes once after each `reset`, and
+(with `verify`, the default) a window's `synced` and `check` carry the digest of the
+list (`digest`, PROTOCOL.md section 3): a mismatch means the list diverged. `reason`
+is the last `reset`'s reason.
 
 With `remember`, it also keeps the newest version of every row seen on the subscription,
 so versions never go backwards across leaves and resets and no change since the last
@@ -27,13 +30,28 @@ message applied to many lists (the gateway's mirrors) can be read once.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-__all__ = ["Delta", "ProtocolViolation", "Row", "ViewState", "read"]
+__all__ = ["Delta", "DigestMismatch", "ProtocolViolation", "Row", "ViewState", "digest",
+           "read"]
 
 
 class ProtocolViolation(Exception):
     """The server's messages broke a rule of PROTOCOL.md section 3."""
+
+
+class DigestMismatch(ProtocolViolation):
+    """A `synced` or `check` digest differs from the list's: the list diverged."""
+
+
+def digest(rows: Iterable[tuple[str, int]]) -> str:
+    """The window digest of PROTOCOL.md section 3 over (id, version) pairs in order."""
+    h = hashlib.sha256()
+    for rid, version in rows:
+        h.update(f"{rid}\n{version}\n".encode())
+    return h.hexdigest()[:16]
 
 
 class Row(NamedTuple):
@@ -48,10 +66,15 @@ class Row(NamedTuple):
 Delta = tuple[str, str, int, Any, Any, Row | None, Any, bool]
 """One message as `read` found it: (op, id, version, from, to, row, count, truncated);
 `from`/`to` are ints or None where the message has none, `row` is None for `reset`,
-`synced`, `leave` and `unmatch`, `count` and `truncated` are those of `synced`. A plain
-tuple: the gateway builds one per delta."""
+`synced`, `check`, `leave` and `unmatch`, `count` and `truncated` are those of `synced`
+(and `check`). For `reset` the id slot holds the reason, for `synced` and `check` the
+digest ("" when the message has none). A plain tuple: the gateway builds one per delta."""
 
 _RESET: Delta = ("reset", "", 0, None, None, None, None, False)
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else ""
 # tuple.__new__ builds a Row several times faster than the NamedTuple's own __new__ (a
 # Python function) would: the gateway builds one per delta.
 _tuple = tuple.__new__
@@ -61,9 +84,11 @@ def read(m: dict[str, Any]) -> Delta:
     """What one live message says, checked for what it must carry whatever the list."""
     op = m.get("op")
     if op == "reset":
-        return _RESET
-    if op == "synced":
-        return ("synced", "", 0, None, None, None, m.get("count"),
+        reason = m.get("reason")
+        return _RESET if reason is None else ("reset", _text(reason), 0, None, None, None,
+                                              None, False)
+    if op == "synced" or op == "check":
+        return (op, _text(m.get("digest")), 0, None, None, None, m.get("count"),
                 bool(m.get("truncated", False)))
     rid = m.get("id")
     version = m.get("version")
@@ -95,18 +120,22 @@ class ViewState:
 
     `numbered=False` applies messages that carry no `seq` (the gateway applies deltas
     before it numbers them); `remember=True` adds the checks that need the version of
-    every row ever seen (see the module docstring).
+    every row ever seen (see the module docstring); `verify=False` skips the digest
+    checks (the gateway's mirror, which hashes only the snapshots it serves).
     """
 
-    __slots__ = ("by_id", "limit", "numbered", "remember", "rows", "seq", "since_reset",
-                 "started", "synced", "truncated", "versions", "window")
+    __slots__ = ("by_id", "limit", "numbered", "reason", "remember", "rows", "seq",
+                 "since_reset", "started", "synced", "truncated", "verify", "versions",
+                 "window")
 
     def __init__(self, window: bool, limit: int | None, *, numbered: bool = True,
-                 remember: bool = False) -> None:
+                 remember: bool = False, verify: bool = True) -> None:
         self.window = window
         self.limit = limit
         self.numbered = numbered
         self.remember = remember
+        self.verify = verify
+        self.reason = ""  # the last reset's reason ("" when it gave none)
         self.rows: list[Row] = []  # window mode, in order
         self.by_id: dict[str, Row] = {}  # every row held, in both modes
         self.seq = 0
@@ -133,6 +162,10 @@ class ViewState:
 
     def current(self) -> list[Row]:
         return list(self.rows) if self.window else list(self.by_id.values())
+
+    def digest(self) -> str:
+        """The window digest of the list as it is (window mode)."""
+        return digest((r.id, r.version) for r in self.rows)
 
     def apply(self, m: dict[str, Any]) -> None:
         if self.numbered:
@@ -164,8 +197,9 @@ class ViewState:
             self._control(d)
 
     def _control(self, d: Delta) -> None:
-        op, _, _, _, _, _, count, truncated = d
+        op, text, _, _, _, _, count, truncated = d
         if op == "reset":
+            self.reason = text
             self.started = True
             self.synced = False
             self.truncated = False
@@ -178,11 +212,26 @@ class ViewState:
                                         f"{len(self.by_id)}")
             if self.synced:
                 raise ProtocolViolation("synced again without a reset")
+            if self.window and self.verify and text:
+                self._verify(op, text)
             self.synced = True
             self.truncated = truncated
+        elif op == "check" and self.window:
+            if not self.synced:
+                raise ProtocolViolation("check before synced")
+            if count != len(self.rows):
+                raise DigestMismatch(f"check count {count}, the list holds {len(self.rows)}")
+            if self.verify:
+                self._verify(op, text)
         else:
             mode = "window" if self.window else "changes"
             raise ProtocolViolation(f"op {op!r} in {mode} mode")
+
+    def _verify(self, op: str, expected: str) -> None:
+        mine = self.digest()
+        if mine != expected:
+            raise DigestMismatch(f"{op} digest {expected}, the list of {len(self.rows)} "
+                                 f"rows has {mine}")
 
     def _move(self, d: Delta) -> None:
         """Window mode's `update` (in place) or `move`."""
