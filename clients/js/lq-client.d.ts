@@ -89,6 +89,13 @@ export class ProtocolViolation extends LiveError {
   constructor(message: string);
 }
 
+/** The list's digest differed from a `synced` or `check` digest: it diverged (the view restarted). */
+export class DigestMismatch extends ProtocolViolation {}
+
+/** The window digest of PROTOCOL.md section 3 over [id, version] pairs in order (16 hex
+ * digits); null where Web Crypto is missing (outside a secure context). */
+export function windowDigest(pairs: Array<[string, number]>): Promise<string | null>;
+
 /** The typed error for a protocol code; without one, for the HTTP status. */
 export function errorFor(code: string | null | undefined, message: string, details?: ErrorDetails): LiveError;
 /** The typed error of a WebSocket close code (4401, 4403, 4408, 1013), or null. */
@@ -127,6 +134,8 @@ export class ViewState {
   started: boolean;
   synced: boolean;
   truncated: boolean;
+  /** The last reset's reason ("" when it gave none). */
+  reason: string;
   /** A new subscription: seq starts again and a reset is due. */
   restart(): void;
   /** The list now (window mode in order, changes mode in arrival order). */
@@ -138,14 +147,24 @@ export class ViewState {
 export interface ViewEvents {
   /** Every live message, after it was applied to `rows`. */
   change: (message: LiveMessage, view: LiveView) => void;
-  /** A snapshot starts: `rows` is empty until its rows arrive. */
-  reset: (view: LiveView) => void;
+  /** A snapshot starts: `rows` is empty until its rows arrive. `reason`: `subscribe`,
+   * `reanchor`, `resync`, `failover`, `redis_restart`, `trimmed`, `reload`, `overflow`,
+   * `resume_miss`, or one this client does not know yet ("" when the server gave none). */
+  reset: (view: LiveView, reason: string) => void;
   /** `rows` equals the query result. */
   synced: (view: LiveView) => void;
+  /** A `check` the view asked for was applied (its digest is verified asynchronously). */
+  check: (view: LiveView) => void;
   /** A refused subscribe or reanchor, a lost scope (the view ends), or a
    * `ProtocolViolation` (the view restarted by itself). */
   error: (error: LiveError) => void;
   status: (status: Status, view: LiveView) => void;
+}
+
+export interface SubscribeOptions {
+  /** Seconds (1-3600) between the server's `check` messages of the list's digest
+   * (WebSocket, window mode; an SSE stream gets none). */
+  check?: number;
 }
 
 export interface ClientEvents {
@@ -173,6 +192,12 @@ export class LiveView {
   readonly status: Status;
   /** Protocol violations seen, each followed by a fresh subscription. */
   readonly restarts: number;
+  /** Of those, the digests that differed (the list had diverged). */
+  readonly digestMismatches: number;
+  /** Seconds between `check` messages asked for, or null. */
+  readonly check: number | null;
+  /** The reason of the last `reset` ("" before any). */
+  readonly resetReason: string;
   /** The last error about this view. */
   readonly error: LiveError | null;
   readonly ended: boolean;
@@ -252,7 +277,7 @@ export class LiveClient {
   on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): () => void;
   off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): void;
   /** Follow a query live; the view is returned at once and fills in. */
-  subscribe(query: Query): LiveView;
+  subscribe(query: Query, options?: SubscribeOptions): LiveView;
   /** Close the connection and end every view. */
   close(): void;
   /** The row, or null when there is none. */

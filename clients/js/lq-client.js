@@ -73,6 +73,27 @@ export class ProtocolViolation extends LiveError {
   }
 }
 
+/** A `synced` or `check` digest differs from the list's: the list diverged (the view restarts). */
+export class DigestMismatch extends ProtocolViolation {}
+
+/**
+ * The window digest of PROTOCOL.md section 3 over `[id, version]` pairs in order: the
+ * first 16 hex digits of SHA-256 over `id \n version \n` per row. Resolves to null
+ * where Web Crypto is missing (outside a secure context in a browser).
+ * @param {Array<[string, number]>} pairs
+ * @returns {Promise<string|null>}
+ */
+export async function windowDigest(pairs) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) return null;
+  let text = "";
+  for (const [id, version] of pairs) text += `${id}\n${version}\n`;
+  const hash = new Uint8Array(await subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  let hex = "";
+  for (const byte of hash.subarray(0, 8)) hex += byte.toString(16).padStart(2, "0");
+  return hex;
+}
+
 const BY_CODE = {
   unauthorized: Unauthorized,
   forbidden: Forbidden,
@@ -197,8 +218,11 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
  */
 function readDelta(m) {
   const op = m.op;
-  if (op === "reset") return { op };
-  if (op === "synced") return { op, count: m.count, truncated: Boolean(m.truncated) };
+  if (op === "reset") return { op, reason: typeof m.reason === "string" ? m.reason : "" };
+  if (op === "synced" || op === "check") {
+    const digest = typeof m.digest === "string" ? m.digest : "";
+    return { op, count: m.count, truncated: Boolean(m.truncated), digest };
+  }
   if (!ROW_OPS.has(op)) throw new ProtocolViolation(`unknown op ${JSON.stringify(op)}`);
   const { id, version, from, to } = m;
   if (typeof id !== "string" || !isInt(version)) {
@@ -248,6 +272,7 @@ export class ViewState {
     this.started = false;
     this.synced = false;
     this.truncated = false;
+    this.reason = ""; // the last reset's reason ("" when it gave none)
     this._current = null; // the frozen list `current()` hands out, until the next change
   }
 
@@ -277,6 +302,7 @@ export class ViewState {
       throw new ProtocolViolation(`the first message is ${JSON.stringify(d.op)}, not reset`);
     }
     if (d.op === "reset") {
+      this.reason = d.reason;
       this.started = true;
       this.synced = false;
       this.truncated = false;
@@ -288,6 +314,11 @@ export class ViewState {
       }
       this.synced = true;
       this.truncated = d.truncated;
+    } else if (d.op === "check" && this.window) {
+      if (!this.synced) throw new ProtocolViolation("check before synced");
+      if (d.count !== this.rows.length) {
+        throw new DigestMismatch(`check count ${d.count}, the list holds ${this.rows.length}`);
+      }
     } else if (this.window) {
       this.stepWindow(d);
     } else {
@@ -408,9 +439,15 @@ const ENDS_A_VIEW = new Set(["forbidden", "invalid_query", "invalid_request", "t
 
 /**
  * One live query: `rows` is its list now. Events: `change` (every applied live
- * message, with it), `reset`, `synced`, `error` (a `LiveError` about this view: a
- * refused subscribe or reanchor, or a `ProtocolViolation` after which the view
- * restarted by itself), `status` (the new status).
+ * message, with it), `reset` (with the view and the reset's `reason`), `synced`,
+ * `check`, `error` (a `LiveError` about this view: a refused subscribe or reanchor, or
+ * a `ProtocolViolation` after which the view restarted by itself, a `DigestMismatch`
+ * among them), `status` (the new status).
+ *
+ * Digests: a window's `synced` and `check` are applied at once, in order; the list's
+ * ids and versions are copied then and hashed asynchronously (Web Crypto), and on a
+ * mismatch, if the subscription is still the one hashed, the view starts over
+ * (`digestMismatches` counts it). Messages are never held back for a hash.
  *
  * State has one writer: the transport that carries the view calls the `_` methods.
  * The status is derived from that state (`live` = transport up and list synced), never
@@ -418,9 +455,12 @@ const ENDS_A_VIEW = new Set(["forbidden", "invalid_query", "invalid_request", "t
  */
 export class LiveView extends Emitter {
   /** @param {LiveClient} client @param {string} id @param {object} query */
-  constructor(client, id, query) {
+  constructor(client, id, query, options = {}) {
     super();
     this.client = client;
+    /** Seconds between the server's `check` messages (WebSocket, window mode), or null. */
+    this.check = options.check ?? null;
+    this.digestMismatches = 0; // restarts caused by a digest that differed
     /** The view's id; on the wire `sub` adds `.n` after the n-th restart. */
     this.id = id;
     this.sub = id;
@@ -576,9 +616,29 @@ export class LiveView extends Emitter {
       this._everSynced = true;
       this._paging = false;
     }
+    if (message.op === "synced" || message.op === "check") this._verify(message.op, message.digest);
     this._emit("change", message, this);
-    if (message.op === "reset" || message.op === "synced") this._emit(message.op, this);
+    if (message.op === "reset") this._emit("reset", this, this._state.reason);
+    else if (message.op === "synced" || message.op === "check") this._emit(message.op, this);
     this._changed();
+  }
+
+  /** The reason of the last `reset` (`subscribe`, `failover`, ...; "" before any). */
+  get resetReason() {
+    return this._state.reason;
+  }
+
+  /** @private Hash the list as it is now; start over if it differs from `expected`. */
+  _verify(op, expected) {
+    if (!expected || !this._state.window) return;
+    const pairs = this._state.rows.map((r) => [r.id, r.version]);
+    const sub = this.sub;
+    windowDigest(pairs).then((mine) => {
+      if (mine === null || mine === expected || this.sub !== sub || this.ended) return;
+      this.digestMismatches += 1;
+      this.client._carrier().startOver(this, new DigestMismatch(
+        `${op} digest ${expected}, the list of ${pairs.length} rows has ${mine}`));
+    });
   }
 
   /** @internal A protocol violation: the carrier subscribes again under a new `sub`. */
@@ -678,7 +738,9 @@ class WsCarrier {
 
   sendSubscribe(view) {
     view._restart();
-    this.send({ type: "subscribe", sub: view.sub, query: view.query });
+    const message = { type: "subscribe", sub: view.sub, query: view.query };
+    if (view.check !== null) message.check = view.check;
+    this.send(message);
   }
 
   send(message) {
@@ -1353,13 +1415,15 @@ export class LiveClient extends Emitter {
    * Follow a query live (PROTOCOL.md section 2). Returns the view at once; its `rows`
    * fill in as the snapshot arrives (`whenSynced()` waits for it).
    * @param {object} query `{entity, where?, sort?, limit?, after?, mode?}`
+   * @param {{check?: number}} [options] `check`: seconds (1-3600) between the server's
+   *   `check` messages of the list's digest (WebSocket, window mode; SSE sends none)
    * @returns {LiveView}
    */
-  subscribe(query) {
+  subscribe(query, options = {}) {
     if (!isObject(query) || typeof query.entity !== "string") {
       throw new TypeError("subscribe: the query is an object with an entity");
     }
-    const view = new LiveView(this, `v${++this._counter}`, query);
+    const view = new LiveView(this, `v${++this._counter}`, query, options);
     if (this._status === "offline") {
       view._end(this.error ?? new LiveError("closed", "the client is closed"));
       return view;
