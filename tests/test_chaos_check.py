@@ -177,7 +177,7 @@ def test_ambiguity_widens_and_settles() -> None:
 
 def _settings(seed: int, **kw: Any) -> PlanSettings:
     base = PlanSettings(seed=seed, duration=120.0, kinds=tuple(ALL_KINDS), shards=3,
-                        gateways=2, ws_clients=2, lease_s=2.0)
+                        gateways=2, slow_clients=("ws-0", "poll-0"), lease_s=2.0)
     return dataclasses.replace(base, **kw)
 
 

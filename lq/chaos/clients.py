@@ -8,9 +8,12 @@ fails (a killed or draining gateway). Invariants:
   life), as a careful application would, so the run goes on checking it;
 - reconnects are bounded: a pause of 0.2 s doubling to 2 s between tries, and every
   loop ends when the run's `stop` event is set;
-- the slow-consumer fault closes the `reading` gate: the WebSocket client then stops
-  reading (a small receive buffer and a small frame queue let the backlog reach the
-  gateway), until the gate opens again.
+- the slow-consumer fault closes the `reading` gate, until it opens again: a WebSocket
+  client then stops reading its socket (the backlog piles up in the kernel buffers and
+  the gateway's queue, and is delivered when it reads again: on loopback the buffers
+  hold megabytes, so this proves the backlog's replay more than the overflow), a
+  long-polling client stops polling (its handle's bounded backlog overflows on the
+  gateway, and the next reply starts with `reset`: the overflow path).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from lq.chaos.check import SubCheck
 
 __all__ = ["Client", "WsClient"]
 
-_RCVBUF = 16 * 1024  # small, so a paused reader's backlog reaches the gateway's outbox
+_RCVBUF = 4096  # small, so a paused reader's backlog moves to the gateway
 
 
 class Client:

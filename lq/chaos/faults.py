@@ -28,6 +28,8 @@ from lq.chaos.schedule import Fault
 
 __all__ = ["FaultRecord", "Topology", "inject"]
 
+_BURST = 3.0  # the write rate's factor while a client is not reading
+
 
 class Topology(Protocol):
     """What the faults act on (the runner's `Run` is one)."""
@@ -41,6 +43,9 @@ class Topology(Protocol):
     removed: set[str]  # shards removed on purpose: not started again
 
     def new_shard(self, name: str) -> ChaosProc: ...
+
+    def boost(self, factor: float) -> None:
+        """Multiply the write rate by `factor` (1: back to normal)."""
 
 
 @dataclass
@@ -106,16 +111,13 @@ async def _gateway(top: Topology, f: Fault, rec: FaultRecord) -> None:
 
 
 async def _slow_client(top: Topology, f: Fault, rec: FaultRecord) -> None:
-    ws = [c for c in top.clients if c.transport == "ws"]
-    if not ws:
-        rec.note = "no WebSocket client"
-        return
-    client = ws[int(f.target.rpartition("-")[2]) % len(ws)]
-    rec.note = client.name
+    client = next(c for c in top.clients if c.name == f.target)
     client.reading.clear()
+    top.boost(_BURST)  # more deltas than its buffers and the gateway's queue can hold
     try:
         await asyncio.sleep(f.duration)
     finally:
+        top.boost(1.0)
         client.reading.set()
 
 

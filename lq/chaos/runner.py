@@ -166,7 +166,7 @@ async def _run(s: ChaosSettings, run: Run, out: Outcome, say: Callable[[str], No
                                    s.duration + 3600) for i in range(s.tenants)}
     writer = Writer(out.model, run.urls, tokens, collections(s), s.ids, s.seed,
                     (s.ttl_min, s.ttl_max))
-    out.writer = writer
+    out.writer = run.writer = writer
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=4 * s.clients + 16)
     async with httpx.AsyncClient(limits=limits, timeout=10.0) as http:

@@ -30,7 +30,7 @@ class PlanSettings:
     kinds: tuple[str, ...]
     shards: int
     gateways: int
-    ws_clients: int
+    slow_clients: tuple[str, ...]  # the clients a slow-consumer fault may pause
     lease_s: float  # the shards' lease TTL: how long a pause must last to lapse it
     warmup: float = 3.0
     settle: float = 8.0
@@ -103,8 +103,8 @@ class _Planner:
         if kind == "gateway":
             return Fault(t, kind, f"gateway-{rng.randrange(s.gateways)}")
         if kind == "slow-client":
-            pause = round(rng.uniform(2.0, 5.0), 2)
-            return Fault(t, kind, f"ws-{rng.randrange(max(1, s.ws_clients))}", pause)
+            pause = round(rng.uniform(3.0, 8.0), 2)
+            return Fault(t, kind, rng.choice(s.slow_clients), pause)
         if kind in ("redis", "failover"):
             lag = round(rng.uniform(0.2, 0.6), 2) if kind == "failover" else 0.0
             return Fault(t, kind, f"third-{rng.randrange(3)}", duration=lag)

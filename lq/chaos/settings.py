@@ -31,8 +31,8 @@ class ChaosSettings:
     seed: int = 1
     shards: int = 3
     gateways: int = 2
-    clients: int = 6  # WebSocket, SSE and long polling in turn
-    subs: int = 3  # subscriptions per WebSocket client (SSE and poll: one per client)
+    clients: int = 9  # WebSocket, SSE and long polling in turn
+    subs: int = 4  # subscriptions per WebSocket client (SSE and poll: one per client)
     faults: tuple[str, ...] = ()
     redis: str = "standalone"
     fsync: str = "always"
@@ -44,7 +44,7 @@ class ChaosSettings:
     every: float = 6.0  # the smallest spacing of faults
     ttl_min: float = 1.0
     ttl_max: float = 4.0
-    outbox: int = 200  # the gateways' per-connection queue bound, in messages
+    outbox: int = 50  # the gateways' per-connection queue bound, in messages (shipped: 1000)
     progress: float = 10.0
     logs: Path | None = None  # keep the processes' logs here
 
@@ -52,12 +52,14 @@ class ChaosSettings:
     def lease_s(self) -> float:
         return _LEASE_S[self.timings]
 
-    @property
-    def ws_clients(self) -> int:
-        return len([i for i in range(self.clients) if i % 3 == 0])
+    def client_names(self) -> list[str]:
+        """WebSocket, SSE and long polling in turn: `ws-0`, `sse-0`, `poll-0`, `ws-1`..."""
+        return [f"{('ws', 'sse', 'poll')[i % 3]}-{i // 3}" for i in range(self.clients)]
 
     def plan_settings(self) -> PlanSettings:
         return PlanSettings(seed=self.seed, duration=self.duration, kinds=self.faults,
                             shards=self.shards, gateways=self.gateways,
-                            ws_clients=self.ws_clients, lease_s=self.lease_s,
+                            slow_clients=tuple(n for n in self.client_names()
+                                               if not n.startswith("sse")),
+                            lease_s=self.lease_s,
                             every=self.every, settle=max(6.0, self.lease_s * 2 + 2))

@@ -24,6 +24,7 @@ from lq.chaos.procs import ChaosProc, base_env
 from lq.chaos.proxy import ProxyProcess
 from lq.chaos.redis_nodes import RedisCluster, Standalone
 from lq.chaos.settings import TIMINGS, ChaosSettings
+from lq.chaos.writer import Writer
 
 __all__ = ["Run"]
 
@@ -52,6 +53,7 @@ class Run:
                                                           gateway_env), run_dir)
             for i in range(s.gateways)]
         self.clients: list[Client] = []
+        self.writer: Writer | None = None  # set by the runner
         for i in range(s.shards):
             self.new_shard(f"shard-{i}")
 
@@ -63,6 +65,10 @@ class Run:
         proc = ChaosProc(name, "shard", base_env(url, self.secret, self.shard_env), self.dir)
         self.shards[name] = proc
         return proc
+
+    def boost(self, factor: float) -> None:
+        if self.writer is not None:
+            self.writer.boost = factor
 
     def running_shards(self) -> list[ChaosProc]:
         return [p for p in self.shards.values() if p.alive()]

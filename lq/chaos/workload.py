@@ -71,9 +71,9 @@ async def make_clients(s: ChaosSettings, urls: list[str], tokens: dict[str, str]
     rng = random.Random(s.seed * 7919 + 17)
     out: list[Client] = []
     for i in range(s.clients):
-        transport = ("ws", "sse", "poll")[i % 3]
+        name = s.client_names()[i]
+        transport = name.partition("-")[0]
         tenant = f"t{i % s.tenants}"
-        name = f"{transport}-{i // 3}"
         subs = []
         for j in range(s.subs if transport == "ws" else 1):
             query = _query(rng, rng.choice(ENTITIES))
