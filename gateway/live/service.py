@@ -40,6 +40,7 @@ from .demux import Demux
 from .hub import Hub
 from .liveness import Liveness
 from .outbox import Outbox
+from .resume import declared
 from .stats import LiveStats
 from .subscription import Subscription
 
@@ -215,10 +216,11 @@ class LiveService:
 
     async def open(
         self, who: Principal, sub: str, raw_query: Any, outbox: Outbox,
-        check_s: int | None = None,
+        check_s: int | None = None, resume: list[Any] | None = None,
     ) -> Subscription:
         """Validate, check scope, register and request the snapshot of a subscription
-        (with a `check` every `check_s` seconds, window mode only).
+        (with a `check` every `check_s` seconds, window mode only; answered by a
+        state-diff resume from the declared `resume` rows when they can be right).
 
         Raises InvalidQuery, Forbidden, or Overloaded (Redis away, or at a limit)."""
         query = await self._parse(raw_query, "subscribe")
@@ -234,6 +236,10 @@ class LiveService:
             outbox, self.config.mirror_max_bytes, hub.request_resync,
             self.stats.reset, check_s,
         )
+        if resume is not None:
+            window = query.mode is Mode.WINDOW
+            subscription.resume_from(declared(resume, query.limit) if window else None,
+                                     self.stats.resumed)
         try:
             await hub.subscribe(subscription, query)
         except StorageUnavailable as e:

@@ -3,7 +3,8 @@
 Invariant: every counter only grows, and only through a method named for the event it
 counts, called by the part that saw the event (the hub for subscribes, re-sends and
 resyncs; the demux for frames, gaps and dropped groups; an outbox for overflows; a
-subscription for the resets it passes on, by reason). Nothing else writes them.
+subscription for the resets it passes on, by reason, and for its resume or its miss).
+Nothing else writes them.
 `as_dict` is what `/v1/cluster`, `lq status` (through the gateway's
 liveness value) and the `lq_live_<name>` Prometheus counters read, so its keys are part
 of the public surface: rename nothing.
@@ -26,11 +27,20 @@ class LiveStats:
     overflows: int = 0  # subscriptions that fell behind a full outbox
     frames: int = 0  # delta frames read
     checks: int = 0  # check messages queued
+    resumes: int = 0  # subscribes answered by a state-diff resume (no snapshot sent)
+    resume_misses: int = 0  # subscribes that declared rows but got reset + snapshot
     # resets passed on to clients, by reason (`lq_live_resets_total{reason}`)
     resets: dict[str, int] = field(default_factory=dict)
 
     def reset(self, reason: str) -> None:
         self.resets[reason] = self.resets.get(reason, 0) + 1
+
+    def resumed(self, kept: bool) -> None:
+        """A subscribe that declared its rows was answered: by a resume when `kept`."""
+        if kept:
+            self.resumes += 1
+        else:
+            self.resume_misses += 1
 
     def checked(self) -> None:
         self.checks += 1

@@ -13,6 +13,11 @@ Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):
 - `seq` is given as messages leave the outbox, so it never restarts (but for `start_over`)
   and never skips; nothing goes to the client while `behind` (before `subscribed`, or
   after an overflow until the outbox has room to catch it up).
+- a subscribe that declared its rows (`resume_from`) is `resuming` until its mirror is
+  complete: the shard's reset and snapshot go to the mirror only, then the client gets
+  one group, the resume (`resume.plan`: `resume`, the ops, `synced`) or, when the
+  declaration cannot be right, the mirror's snapshot with reason `resume_miss`; no
+  `check` is sent before it.
 """
 
 from __future__ import annotations
@@ -27,15 +32,16 @@ from .delivery import Phase, Source, SubFence, Verdict
 from .group import Group
 from .mirror import Mirror
 from .outbox import Outbox
+from .resume import Declared, plan
 
 __all__ = ["Subscription"]
 
 
 class Subscription:
     __slots__ = (
-        "behind", "catch_up_reason", "check_s", "fence", "mirror", "on_reset", "outbox", "p",
-        "query", "queued", "request_resync", "resets", "rid", "seq", "sub", "sub_json",
-        "tenant",
+        "behind", "catch_up_reason", "check_s", "declared", "fence", "mirror", "on_reset",
+        "on_resumed", "outbox", "p", "query", "queued", "request_resync", "resets", "resuming",
+        "rid", "seq", "sub", "sub_json", "tenant",
     )
 
     def __init__(
@@ -68,7 +74,12 @@ class Subscription:
         self.resets = 0  # resets accepted so far
         self.on_reset = on_reset  # told the reason of every reset passed on to the client
         self.check_s = check_s  # window mode: a `check` about every that many seconds
-        self.catch_up_reason = "overflow"  # what a reset from the mirror says
+        # what a reset from the mirror says: the first catch-up is the announce, which
+        # serves the first snapshot when it came before `subscribed` was queued
+        self.catch_up_reason = "subscribe"
+        self.resuming = False  # the first snapshot is held back for a resume
+        self.declared: Declared | None = None  # the rows the client declared
+        self.on_resumed: Callable[[bool], None] | None = None
 
     def __repr__(self) -> str:
         return f"Subscription({self.rid!r}, sub={self.sub!r}, {self.fence.phase.value})"
@@ -86,6 +97,33 @@ class Subscription:
     def announce(self) -> None:
         """`subscribed` has been queued: from now on its messages go to the client."""
         self.outbox.wait_for_room(self)
+
+    def resume_from(self, declared: Declared | None,
+                    on_resumed: Callable[[bool], None] | None = None) -> None:
+        """Before the registration: the client declared its rows (None: a declaration
+        that cannot be right), so its first snapshot becomes a resume (or a miss)."""
+        self.resuming = True
+        self.declared = declared
+        self.on_resumed = on_resumed
+
+    def _resumed(self) -> list[tuple[str, bytes]] | None:
+        """The group that answers a resuming subscribe, its mirror complete: `resume`,
+        the ops and `synced`, or the snapshot saying `resume_miss`."""
+        self.resuming = False
+        view, dumps = self.mirror.view, orjson.dumps
+        ops = plan(self.declared, view.rows) if self.declared is not None else None
+        if self.on_resumed is not None:
+            self.on_resumed(ops is not None)
+        if ops is None:
+            if self.on_reset is not None:
+                self.on_reset("resume_miss")
+            return self.mirror.snapshot("resume_miss")
+        assert self.declared is not None
+        out = [("resume", dumps({"op": "resume", "count": len(self.declared)})[1:])]
+        out += [(op["op"], dumps(op)[1:]) for op in ops]
+        synced = {"op": "synced", "count": len(view.rows), "digest": view.digest()}
+        out.append(("synced", dumps(synced)[1:]))
+        return out
 
     def reanchored(self, query: Query) -> None:
         """The registration now holds `query` (a new window); its reset is on its way."""
@@ -128,6 +166,18 @@ class Subscription:
         if ops[0] == "reset":
             self.resets += 1
         self.mirror.apply_reads(group.reads, group.unit)
+        if self.resuming:
+            if self.mirror.complete:
+                if not self.behind:  # else `caught_up` serves it
+                    resumed = self._resumed()
+                    if resumed is not None:
+                        self.outbox.push_deltas(self, [op for op, _ in resumed],
+                                                [body for _, body in resumed])
+            elif "synced" in ops:  # the mirror broke: a plain snapshot must serve
+                self.resuming = False
+                self.fence.lost()
+                self.request_resync(self)
+            return True
         if not self.behind and self.outbox.push_deltas(self, ops, group.bodies):
             if ops[0] == "reset" and self.on_reset is not None:
                 self.on_reset(group.reads[0][1] or "unknown")
@@ -136,7 +186,7 @@ class Subscription:
     def check(self) -> bool:
         """Queue a `check` of the client's list (the mirror's); False when it cannot
         now (not live, behind, or the mirror incomplete). Changes nothing else."""
-        if self.behind or self.fence.phase is not Phase.LIVE:
+        if self.behind or self.resuming or self.fence.phase is not Phase.LIVE:
             return False
         body = self.mirror.check()
         return body is not None and self.outbox.push_deltas(self, ("check",), (body,))
@@ -167,9 +217,11 @@ class Subscription:
         anyway (PENDING, RESETTING) or had to be asked for (the mirror is incomplete).
         """
         self.behind = False
+        reason, self.catch_up_reason = self.catch_up_reason, "overflow"
         if self.fence.phase is not Phase.LIVE:
             return None
-        reason, self.catch_up_reason = self.catch_up_reason, "overflow"
+        if self.resuming:  # its snapshot is still coming, or it is complete: serve it
+            return self._resumed() if self.mirror.complete else None
         snapshot = self.mirror.snapshot(reason)
         if snapshot is None:
             self.fence.lost()

@@ -53,11 +53,14 @@ class WireError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """`check`: seconds between `check` messages (None: none asked for)."""
+    """`check`: seconds between `check` messages (None: none asked for); `resume`: the
+    declared rows as sent (a list, each entry still to be checked against the query by
+    `resume.declared`), None when the client declared none."""
 
     sub: str
     query: Any
     check: int | None = None
+    resume: list[Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,7 @@ class Auth:
 ClientMessage = Subscribe | Unsubscribe | Reanchor | Ping | Auth
 
 _FIELDS: dict[str, frozenset[str]] = {
-    "subscribe": frozenset({"type", "sub", "query", "check"}),
+    "subscribe": frozenset({"type", "sub", "query", "check", "resume"}),
     "unsubscribe": frozenset({"type", "sub"}),
     "reanchor": frozenset({"type", "sub", "after", "limit"}),
     "ping": frozenset({"type", "t"}),
@@ -113,6 +116,18 @@ def _check(check: Any, name: str) -> int | None:
     if check is not None and (type(check) is not int or not 1 <= check <= MAX_CHECK_S):
         raise WireError(f'"check" is an integer of 1 to {MAX_CHECK_S} seconds', name)
     return check
+
+
+def _resume(resume: Any, name: str) -> list[Any] | None:
+    """The declared rows' list; its entries are checked later, against the query (a
+    wrong entry is a `resume_miss`, not an error)."""
+    if resume is None:
+        return None
+    if not isinstance(resume, dict) or set(resume) != {"rows"} or not isinstance(
+            resume["rows"], list):
+        raise WireError('"resume" is an object {"rows": [[id, version], ...]}', name)
+    rows: list[Any] = resume["rows"]
+    return rows
 
 
 _QUERY_PARTS = {"subscribe": ("query",), "reanchor": ("after", "limit")}
@@ -163,7 +178,8 @@ def parse(raw: str | bytes) -> ClientMessage:
     if kind == "subscribe":
         if "query" not in obj:
             raise WireError('a subscribe message carries "query"', name)
-        return Subscribe(name, obj["query"], _check(obj.get("check"), name))
+        return Subscribe(name, obj["query"], _check(obj.get("check"), name),
+                         _resume(obj.get("resume"), name))
     return Reanchor(name, obj.get("after"), obj.get("limit"))
 
 

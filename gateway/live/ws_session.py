@@ -128,7 +128,7 @@ class WsSession:
             )
         self.live.check_room(len(self.subs))
         subscription = await self.live.open(who, msg.sub, msg.query, self.outbox,
-                                            check_s=msg.check)
+                                            check_s=msg.check, resume=msg.resume)
         self.subs[msg.sub] = subscription
         self.send(wire.control({"type": "subscribed", "sub": msg.sub}))
         self.live.announce(subscription)
