@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from lq_client.view import ProtocolViolation, Row, ViewState, read
+from lq_client.view import DigestMismatch, ProtocolViolation, Row, ViewState, digest, read
 
 from lq.bench._simsub import SimSub
 
@@ -199,3 +199,35 @@ def test_the_simulated_subscriber_records_and_goes_on() -> None:
     assert len(sub.errors) == 2 and "went back 3 -> 2" in sub.errors[1]
     assert sub.ids() == [] and not sub.synced  # the list started over at the reset
     assert sub.resets == 2 and [e for _, _, e in sub.reset_log] == [10, 11]
+
+
+def test_resume_keeps_a_synced_list_and_is_checked_like_a_snapshot() -> None:
+    view = _window()
+    held = view.held()
+    assert held == [(r.id, r.version) for r in view.rows] and len(held) == 2
+    view.restart()
+    with pytest.raises(ProtocolViolation):  # the count must be the list's
+        view.step(read({"op": "resume", "count": 3}))
+    view.step(read({"op": "resume", "count": 2}))
+    with pytest.raises(ProtocolViolation):  # resume once, as the first message only
+        view.step(read({"op": "resume", "count": 2}))
+    view.step(read(_update(held[1][0], held[1][1] + 1, 1)))
+    after = [(r.id, r.version) for r in view.rows]
+    with pytest.raises(DigestMismatch):
+        view.step(read({"op": "synced", "count": 2, "digest": digest(held)}))
+    view.step(read({"op": "synced", "count": 2, "digest": digest(after)}))
+    assert view.synced and view.held() == after
+
+
+def test_resume_is_refused_to_a_list_that_was_not_synced_or_started_over() -> None:
+    view = ViewState(True, 5, numbered=False)
+    view.step(read(RESET))
+    view.step(read(_enter("a", 1, 0)))
+    assert view.held() is None  # a snapshot cut short: never declared
+    view.restart()
+    with pytest.raises(ProtocolViolation):
+        view.step(read({"op": "resume", "count": 1}))
+    changes = ViewState(False, 5, numbered=False)
+    changes.step(read(RESET))
+    changes.step(read({"op": "synced", "count": 0}))
+    assert changes.held() is None

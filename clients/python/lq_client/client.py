@@ -5,9 +5,8 @@ Imports nothing of the server. Invariants:
   (`async with LiveClient(...)`) and its task is the only writer of the connection's
   state (`_link.Link`). It tries the URLs given in turn, at once while some URL has not
   failed in this outage, then with capped, jittered backoff (`backoff.Backoff`; at once
-  after a 1001 drain), and resubscribes every view, whose list then starts over with
-  the server's `reset` + snapshot (`.rows` keeps the last known list meanwhile, with
-  `.synced` False);
+  after a 1001 drain), and resubscribes every view declaring its synced window (a
+  state-diff resume), else to a `reset` + snapshot (`.rows` keeps the last list meanwhile);
 - errors reach the caller at once, typed (`errors`): `subscribe()` raises `Unavailable`
   as soon as every URL has failed, `Unauthorized`/`Forbidden` as soon as the token is
   refused (HTTP 401/403, close 4401/4403/4408), and the refusal of its query. A refused
@@ -370,6 +369,6 @@ class LiveClient(HttpApi):
         self._forget(view)
         await self._send({"type": "unsubscribe", "sub": view.sub})
         view.sub = f"{view.base}.{view.restarts}"
-        view._restart()
+        view._restart(keep=False)
         self._views[view.sub] = view
         await self._send(view._subscribe_message())

@@ -1,11 +1,13 @@
 """One live view: a subscription's list (`view.ViewState`), its changes and its waits.
 
-Standard library only. Invariants: every message is applied to the list before it is
-queued for the iterator, so `.rows` is never behind what an iteration has yielded; the
-iterator's queue is bounded (`_CHANGES`; past it the oldest change goes and `missed`
-counts it, while `.rows` stays whole); a wait (`wait_synced`) ends with the list synced
-or with the error that refused the subscription or the reanchor, never by hanging.
-The connection (`ViewOwner`) sends its messages and is told when it ends.
+Standard library only. Invariants: a resubscribe declares the list (a state-diff
+resume) exactly when it was synced and is trusted (never after a violation); every
+message is applied to the list before it is queued for the iterator, so `.rows` is never
+behind what an iteration has yielded; the iterator's queue is bounded (`_CHANGES`; past
+it the oldest change goes and `missed` counts it, while `.rows` stays whole); a wait
+(`wait_synced`) ends with the list synced or with the error that refused the
+subscription or the reanchor, never by hanging. The connection (`ViewOwner`) sends its
+messages and is told when it ends.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .view import Row, ViewState
 __all__ = ["LiveView", "ViewOwner"]
 
 _CHANGES = 10_000  # changes kept for a view's iterator; the oldest go first past that
+_DECLARE = 48 * 1024  # at most this many bytes of declared rows in a subscribe
 
 
 class _End:
@@ -50,6 +53,8 @@ class LiveView:
         self.state = ViewState(query.get("mode", "window") == "window", query.get("limit"))
         self.changes: asyncio.Queue[dict[str, Any] | LiveError | _End] = asyncio.Queue()
         self.missed = 0
+        self.resumes = 0  # reconnects that kept the list (a state-diff resume)
+        self.resume_misses = 0  # reconnects that declared the list but got a reset
         self.restarts = 0  # subscriptions started over after a violation
         self.digest_mismatches = 0  # of those, the list's digest differed (it diverged)
         self.error: LiveError | None = None  # the last error the server sent for it
@@ -77,6 +82,11 @@ class LiveView:
         message: dict[str, Any] = {"type": "subscribe", "sub": self.sub, "query": self.query}
         if self.check is not None:
             message["check"] = self.check
+        rows = self.state.held()
+        # the whole message must fit the server's frame maximum (64 KiB by default); an
+        # id is JSON-escaped to at most twice its UTF-8 bytes (it has no control chars)
+        if rows is not None and sum(2 * len(i.encode()) + 24 for i, _ in rows) < _DECLARE:
+            message["resume"] = {"rows": rows}
         return message
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
@@ -136,9 +146,14 @@ class LiveView:
     def _apply(self, message: dict[str, Any]) -> None:
         """Apply one live message (ProtocolViolation leaves the caller to start over)."""
         op = message.get("op")
-        if op == "reset" and self._limit_at_reset is not None:
+        if op in ("reset", "resume") and self._limit_at_reset is not None:
             self.state.limit, self._limit_at_reset = self._limit_at_reset, None
+        declared = op == "reset" and self.state.resumable and not self.state.started
         self.state.apply(message)
+        if op == "resume":
+            self.resumes += 1
+        elif declared and message.get("reason") == "resume_miss":
+            self.resume_misses += 1
         if op == "synced":
             self._outcome = None
             self._settled.set()
@@ -163,7 +178,10 @@ class LiveView:
                                                sub=self.sub)
             self._settled.set()
 
-    def _restart(self) -> None:
-        """A new subscription on the server (reconnect or start over): a reset is due."""
+    def _restart(self, keep: bool = True) -> None:
+        """A new subscription on the server: a reset is due, or a resume when the list is
+        `keep`able (a reconnect; not a start over, whose list is not trusted)."""
         self.acked = False
         self.state.restart()
+        if not keep:
+            self.state.resumable = False

@@ -1,6 +1,6 @@
 """A live list: PROTOCOL.md section 3 applied exactly, and checked.
 
-Pure (no I/O, the standard library only, nothing else of `lq_client` imported), so it
+Pure (no I/O, the standard library only, nothing of `lq_client` but `_checks`), so it
 can be imported where neither `websockets` nor `httpx` is installed. It is the one
 applier of the protocol: this client, the gateway's mirror of each subscription and the
 simulated subscriber of the server's tests all apply live messages with it.
@@ -18,6 +18,11 @@ hears of, `synced` counts what the list holds and comes once after each `reset`,
 list (`digest`, PROTOCOL.md section 3): a mismatch means the list diverged. `reason`
 is the last `reset`'s reason.
 
+State-diff resume (PROTOCOL.md section 3): after `restart`, a window list that was
+synced (`resumable`) can be declared (`held`); the server's `resume` then keeps it (its
+`count` must be the list's) in place of a `reset`, and the ops and the digested
+`synced` that follow are checked like any others.
+
 With `remember`, it also keeps the newest version of every row seen on the subscription,
 so versions never go backwards across leaves and resets and no change since the last
 reset comes twice, even for rows no longer held; that memory grows with every row that
@@ -30,28 +35,12 @@ message applied to many lists (the gateway's mirrors) can be read once.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
 from typing import Any, NamedTuple
+
+from ._checks import DigestMismatch, ProtocolViolation, digest, elsewhere, no_row, not_newer
 
 __all__ = ["Delta", "DigestMismatch", "ProtocolViolation", "Row", "ViewState", "digest",
            "read"]
-
-
-class ProtocolViolation(Exception):
-    """The server's messages broke a rule of PROTOCOL.md section 3."""
-
-
-class DigestMismatch(ProtocolViolation):
-    """A `synced` or `check` digest differs from the list's: the list diverged."""
-
-
-def digest(rows: Iterable[tuple[str, int]]) -> str:
-    """The window digest of PROTOCOL.md section 3 over (id, version) pairs in order."""
-    h = hashlib.sha256()
-    for rid, version in rows:
-        h.update(f"{rid}\n{version}\n".encode())
-    return h.hexdigest()[:16]
 
 
 class Row(NamedTuple):
@@ -87,7 +76,7 @@ def read(m: dict[str, Any]) -> Delta:
         reason = m.get("reason")
         return _RESET if reason is None else ("reset", _text(reason), 0, None, None, None,
                                               None, False)
-    if op == "synced" or op == "check":
+    if op == "synced" or op == "check" or op == "resume":
         return (op, _text(m.get("digest")), 0, None, None, None, m.get("count"),
                 bool(m.get("truncated", False)))
     rid = m.get("id")
@@ -124,8 +113,8 @@ class ViewState:
     checks (the gateway's mirror, which hashes only the snapshots it serves).
     """
 
-    __slots__ = ("by_id", "limit", "numbered", "reason", "remember", "rows", "seq",
-                 "since_reset", "started", "synced", "truncated", "verify", "versions",
+    __slots__ = ("by_id", "limit", "numbered", "reason", "remember", "resumable", "rows",
+                 "seq", "since_reset", "started", "synced", "truncated", "verify", "versions",
                  "window")
 
     def __init__(self, window: bool, limit: int | None, *, numbered: bool = True,
@@ -141,6 +130,7 @@ class ViewState:
         self.seq = 0
         self.synced = False
         self.started = False
+        self.resumable = False  # a window list synced since its last reset or resume
         self.truncated = False
         self.versions: dict[str, int] = {}  # remember: the newest version of each row seen
         self.since_reset: dict[str, int] = {}  # remember: the same since the last reset
@@ -159,6 +149,11 @@ class ViewState:
         self.by_id = {}
         self.started = False
         self.synced = False
+        self.resumable = False
+
+    def held(self) -> list[tuple[str, int]] | None:
+        """The (id, version) pairs to declare in a resume; None when not `resumable`."""
+        return [(r.id, r.version) for r in self.rows] if self.resumable else None
 
     def current(self) -> list[Row]:
         return list(self.rows) if self.window else list(self.by_id.values())
@@ -178,7 +173,7 @@ class ViewState:
     def step(self, d: Delta) -> None:
         """Apply one message `read` has checked: `apply` without the `seq` check."""
         op = d[0]
-        if not self.started and op != "reset":
+        if not self.started and op != "reset" and op != "resume":
             raise ProtocolViolation(f"the first message is {op!r}, not reset")
         if self.window:  # the most frequent first: the gateway runs this per delta
             if op == "update" or op == "move":
@@ -201,10 +196,19 @@ class ViewState:
         if op == "reset":
             self.reason = text
             self.started = True
+            self.resumable = False
             self.synced = False
             self.truncated = False
             self.rows = []
             self.by_id = {}
+            self.since_reset = {}
+        elif op == "resume" and self.window:
+            if self.started or not self.resumable or count != len(self.rows):
+                raise ProtocolViolation(f"resume of {count} rows, the list holds "
+                                        f"{len(self.rows)} (resumable: {self.resumable}, "
+                                        f"started: {self.started})")
+            self.started = True
+            self.resumable = False
             self.since_reset = {}
         elif op == "synced":
             if count != len(self.by_id):
@@ -215,6 +219,7 @@ class ViewState:
             if self.window and self.verify and text:
                 self._verify(op, text)
             self.synced = True
+            self.resumable = self.window
             self.truncated = truncated
         elif op == "check" and self.window:
             if not self.synced:
@@ -242,13 +247,13 @@ class ViewState:
             raise ProtocolViolation(f"{op} of {rid!r} from {src}: outside a list of {n}")
         old = rows[src]
         if old.id != rid:
-            raise _elsewhere(op, rid, src, old)
+            raise elsewhere(op, rid, src, old)
         if not 0 <= to < n:
             raise ProtocolViolation(f"{op} of {rid!r} to {to} in a list of {n}")
         if version <= old.version:
-            raise _not_newer(op, rid, old.version, version)
+            raise not_newer(op, rid, old.version, version)
         if row is None:
-            raise _no_row(op, rid)
+            raise no_row(op, rid)
         if self.remember:
             self._seen(op, rid, version, True)
         if to == src:
@@ -269,7 +274,7 @@ class ViewState:
             raise ProtocolViolation(f"enter of {rid!r}: a list of {n + 1} exceeds limit "
                                     f"{self.limit}")
         if row is None:
-            raise _no_row(op, rid)
+            raise no_row(op, rid)
         if self.remember:
             self._seen(op, rid, version, False)
         self.rows.insert(to, row)
@@ -283,9 +288,9 @@ class ViewState:
                                     f"{len(rows)}")
         old = rows[src]
         if old.id != rid:
-            raise _elsewhere(op, rid, src, old)
+            raise elsewhere(op, rid, src, old)
         if version < old.version:  # an eviction's leave repeats the version held
-            raise _not_newer(op, rid, old.version, version)
+            raise not_newer(op, rid, old.version, version)
         if self.remember:
             self._seen(op, rid, version, False)
         del rows[src]
@@ -296,7 +301,7 @@ class ViewState:
         if rid in self.by_id:
             raise ProtocolViolation(f"match of {rid!r}, already matched")
         if row is None:
-            raise _no_row(op, rid)
+            raise no_row(op, rid)
         if self.remember:
             self._seen(op, rid, version, self.synced)
         self.by_id[rid] = row
@@ -307,12 +312,12 @@ class ViewState:
         old = self.by_id.get(rid)
         if old is not None:
             if version <= old.version:
-                raise _not_newer(op, rid, old.version, version)
+                raise not_newer(op, rid, old.version, version)
         elif not self.truncated:  # a truncated snapshot holds only some matching rows
             raise ProtocolViolation(f"{op} of {rid!r}, not matched")
         if op == "update":
             if row is None:
-                raise _no_row(op, rid)
+                raise no_row(op, rid)
             if self.remember:
                 self._seen(op, rid, version, True)
             self.by_id[rid] = row
@@ -335,21 +340,3 @@ class ViewState:
                                     f"(already had v{seen}): a duplicate")
         self.versions[rid] = version
         self.since_reset[rid] = version
-
-
-# The messages of violations, built only when one is raised.
-
-
-def _elsewhere(op: str, rid: str, index: int, held: Row) -> ProtocolViolation:
-    return ProtocolViolation(f"{op} of {rid!r} from {index}: the list holds {held.id!r} there")
-
-
-def _not_newer(op: str, rid: str, held: int, version: int) -> ProtocolViolation:
-    if version < held:
-        return ProtocolViolation(f"{op} of {rid!r}: its version went back {held} -> {version}")
-    return ProtocolViolation(f"{op} of {rid!r} v{version} again (the list holds v{held}): "
-                             f"a duplicate")
-
-
-def _no_row(op: str, rid: str) -> ProtocolViolation:
-    return ProtocolViolation(f"{op} of {rid!r} without a row object")
