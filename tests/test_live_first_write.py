@@ -88,7 +88,8 @@ async def test_no_write_acknowledged_after_subscribed_is_lost(cluster: LiveClust
     sockets: list[tuple[int, _Stamped]] = []
     for k, tok in enumerate(toks):
         for g in range(SOCKETS_PER_TENANT):
-            ws = await _Stamped.connect(cluster.ws_url(g % len(cluster.gateways)), tok)
+            plain = await Ws.connect(cluster.ws_url(g % len(cluster.gateways)), tok)
+            ws = _Stamped(plain.ws)
             ws.subscribed_at = {}
             sockets.append((k, ws))
     acked: list[dict[str, float]] = [{} for _ in tenants]
@@ -103,7 +104,11 @@ async def test_no_write_acknowledged_after_subscribed_is_lost(cluster: LiveClust
         await asyncio.gather(*writers)
         for n, (k, ws) in enumerate(sockets):
             subs = [f"s{n}-{j}" for j in range(SUBS_PER_SOCKET)]
-            await wait_for(lambda ws=ws, subs=subs: all(s in ws.subscribed_at for s in subs))
+
+            def announced(ws: _Stamped = ws, subs: list[str] = subs) -> bool:
+                return all(s in ws.subscribed_at for s in subs)
+
+            await wait_for(announced)
             for sub in subs:
                 after = {rid for rid, t in acked[k].items() if t > ws.subscribed_at[sub]}
 
