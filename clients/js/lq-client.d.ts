@@ -194,6 +194,10 @@ export class LiveView {
   readonly restarts: number;
   /** Of those, the digests that differed (the list had diverged). */
   readonly digestMismatches: number;
+  /** WebSocket reconnects that kept the list: a state-diff resume (its ops, then `synced`). */
+  readonly resumes: number;
+  /** WebSocket reconnects that declared the list but got `reset` (reason `resume_miss`). */
+  readonly resumeMisses: number;
   /** Seconds between `check` messages asked for, or null. */
   readonly check: number | null;
   /** The reason of the last `reset` ("" before any). */

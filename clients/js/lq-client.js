@@ -219,6 +219,7 @@ const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
 function readDelta(m) {
   const op = m.op;
   if (op === "reset") return { op, reason: typeof m.reason === "string" ? m.reason : "" };
+  if (op === "resume") return { op, count: m.count };
   if (op === "synced" || op === "check") {
     const digest = typeof m.digest === "string" ? m.digest : "";
     return { op, count: m.count, truncated: Boolean(m.truncated), digest };
@@ -257,6 +258,12 @@ function readDelta(m) {
  * than `limit` rows, a row is never entered or matched twice, no change reaches the
  * list twice (an `update`, `move` or `unmatch` of a held row carries a newer version
  * than the list holds, a `leave` never an older one), and `synced` counts the list.
+ *
+ * State-diff resume (PROTOCOL.md section 3): after `restart`, a window list that was
+ * synced (`resumable`) can be declared (`held`); the server's `resume` then keeps it (its
+ * `count` must be the list's) in place of a `reset`, and the ops and the digested
+ * `synced` that follow are checked like any others. A list that was not declared
+ * (`resumable` false) never takes a `resume`.
  */
 export class ViewState {
   /**
@@ -272,6 +279,7 @@ export class ViewState {
     this.started = false;
     this.synced = false;
     this.truncated = false;
+    this.resumable = false; // a window list synced since its last reset or resume
     this.reason = ""; // the last reset's reason ("" when it gave none)
     this._current = null; // the frozen list `current()` hands out, until the next change
   }
@@ -281,6 +289,11 @@ export class ViewState {
     this.seq = 0;
     this.started = false;
     this.synced = false;
+  }
+
+  /** The `[id, version]` pairs to declare in a resume; null when not `resumable`. */
+  held() {
+    return this.resumable ? this.rows.map((r) => [r.id, r.version]) : null;
   }
 
   /** The list now (a frozen array: window mode in order, changes mode in arrival order). */
@@ -298,7 +311,7 @@ export class ViewState {
 
   /** @private */
   step(d) {
-    if (!this.started && d.op !== "reset") {
+    if (!this.started && d.op !== "reset" && d.op !== "resume") {
       throw new ProtocolViolation(`the first message is ${JSON.stringify(d.op)}, not reset`);
     }
     if (d.op === "reset") {
@@ -306,13 +319,22 @@ export class ViewState {
       this.started = true;
       this.synced = false;
       this.truncated = false;
+      this.resumable = false;
       this.rows = [];
       this.byId = new Map();
+    } else if (d.op === "resume") {
+      if (!this.window || this.started || !this.resumable || d.count !== this.rows.length) {
+        throw new ProtocolViolation(`resume of ${d.count} rows, the list holds ${this.rows.length} ` +
+          `(window: ${this.window}, resumable: ${this.resumable}, started: ${this.started})`);
+      }
+      this.started = true;
+      this.resumable = false;
     } else if (d.op === "synced") {
       if (d.count !== this.byId.size) {
         throw new ProtocolViolation(`synced count ${d.count}, the list holds ${this.byId.size}`);
       }
       this.synced = true;
+      this.resumable = this.window;
       this.truncated = d.truncated;
     } else if (d.op === "check" && this.window) {
       if (!this.synced) throw new ProtocolViolation("check before synced");
@@ -449,6 +471,15 @@ const ENDS_A_VIEW = new Set(["forbidden", "invalid_query", "invalid_request", "t
  * mismatch, if the subscription is still the one hashed, the view starts over
  * (`digestMismatches` counts it). Messages are never held back for a hash.
  *
+ * State-diff resume (WebSocket, window mode): on every reconnect a view whose list was
+ * synced, and is trusted, declares its rows (`[id, version]` pairs, when they fit in
+ * `DECLARE` bytes); the server then keeps the list (`resume`) and sends only the ops
+ * that bring it to the current window, then a digested `synced` (`resumes` counts it),
+ * or answers `reset` with reason `resume_miss` and a snapshot (`resumeMisses`). The
+ * status stays `reconnecting` until that `synced`. A view started over (a violation or
+ * a digest mismatch) never declares its list; an old gateway that refuses the field
+ * (`invalid_message`) gets the subscribe again without it, once.
+ *
  * State has one writer: the transport that carries the view calls the `_` methods.
  * The status is derived from that state (`live` = transport up and list synced), never
  * set; `_status` only remembers the last one emitted.
@@ -467,6 +498,8 @@ export class LiveView extends Emitter {
     this.query = { ...query };
     this.mode = query.mode ?? "window";
     this.restarts = 0; // protocol violations, each followed by a fresh subscription
+    this.resumes = 0; // reconnects that kept the list (a state-diff resume)
+    this.resumeMisses = 0; // reconnects that declared the list but got a reset
     /** @type {LiveError|null} the last error about this view */
     this.error = null;
     this.ended = false;
@@ -479,6 +512,7 @@ export class LiveView extends Emitter {
     this._paging = false; // between a reanchor's reset and its synced
     this._heldSynced = false; // synced when the transport went down (an SSE resume restores it)
     this._limitAtReset = undefined; // a reanchor's limit holds from its reset on
+    this._declared = false; // the current subscribe declared the list (no message since)
     this._status = "connecting";
   }
 
@@ -565,10 +599,27 @@ export class LiveView extends Emitter {
 
   // -- called by the transport that carries the view
 
-  /** @internal A new subscription (connect, reconnect or restart): a reset is due. */
-  _restart() {
+  /**
+   * @internal The rows to declare in a subscribe (a state-diff resume), or null: the
+   * window list is synced and trusted, no reanchor is unanswered, and they fit.
+   */
+  _declarable() {
+    if (this._reanchoring !== null) return null;
+    const rows = this._state.held();
+    if (rows === null) return null;
+    // the whole subscribe must fit the server's frame maximum (64 KiB by default)
+    return new TextEncoder().encode(JSON.stringify(rows)).length < DECLARE ? rows : null;
+  }
+
+  /**
+   * @internal A new subscription (connect, reconnect or restart): a reset is due, or a
+   * resume when `declared` (the subscribe carries the list; else it is not resumable).
+   */
+  _restart(declared = false) {
     this._acked = false;
     this._state.restart();
+    if (!declared) this._state.resumable = false;
+    this._declared = declared;
     this._state.limit = this.query.limit ?? null;
     this._limitAtReset = undefined;
     this._reanchoring = null;
@@ -607,7 +658,11 @@ export class LiveView extends Emitter {
       this._state.limit = this._limitAtReset;
       this._limitAtReset = undefined;
     }
+    const declared = this._declared;
     this._state.apply(message);
+    this._declared = false;
+    if (message.op === "resume") this.resumes += 1;
+    else if (declared && message.op === "reset" && message.reason === "resume_miss") this.resumeMisses += 1;
     if (message.op === "reset") {
       this._paging = this._reanchoring !== null;
       this._reanchoring = null;
@@ -685,6 +740,7 @@ export class LiveView extends Emitter {
 // ---------------------------------------------------------------------------- WebSocket
 
 const REFUSALS = new Set([4401, 4403, 4408]); // close codes that refuse the token
+const DECLARE = 48 * 1024; // at most this many bytes of declared rows in a subscribe
 const DRAIN = 1001;
 
 /**
@@ -733,13 +789,16 @@ class WsCarrier {
     this.send({ type: "unsubscribe", sub: view.sub });
     view._violated(violation);
     this.views.set(view.sub, view);
-    this.sendSubscribe(view);
+    this.sendSubscribe(view, false);
   }
 
-  sendSubscribe(view) {
-    view._restart();
+  /** Subscribe `view` (again): declaring its list when `declare` and it can (a resume). */
+  sendSubscribe(view, declare = true) {
+    const rows = declare ? view._declarable() : null;
+    view._restart(rows !== null);
     const message = { type: "subscribe", sub: view.sub, query: view.query };
     if (view.check !== null) message.check = view.check;
+    if (rows !== null) message.resume = { rows };
     this.send(message);
   }
 
@@ -958,7 +1017,9 @@ class WsCarrier {
 
   viewError(view, error) {
     if (!view._acked) { // the subscribe was refused: the server holds nothing for it
-      if (ENDS_A_VIEW.has(error.code)) {
+      if (error.code === "invalid_message" && view._declared) { // a gateway without resume
+        this.sendSubscribe(view, false);
+      } else if (ENDS_A_VIEW.has(error.code)) {
         this.views.delete(view.sub);
         view._end(error);
       } else { // refused for now (overloaded, rate limited): ask again after a pause
