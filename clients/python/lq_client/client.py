@@ -343,6 +343,12 @@ class LiveClient(HttpApi):
             await self._view_error(view, error)
 
     async def _view_error(self, view: LiveView, error: LiveError) -> None:
+        if not view.acked and view.declared and error.code == "invalid_message":
+            # a gateway older than state-diff resume refuses the field: subscribe again
+            # at once without it (a snapshot), rather than end the view
+            view.state.resumable = False
+            await self._send(view._subscribe_message())
+            return
         if not view.acked:  # the subscribe was refused: the server holds nothing for it
             if view in self._pending or error.code in _ENDS_A_VIEW:
                 self._forget(view)

@@ -54,6 +54,7 @@ class LiveView:
         self.changes: asyncio.Queue[dict[str, Any] | LiveError | _End] = asyncio.Queue()
         self.missed = 0
         self.resumes = 0  # reconnects that kept the list (a state-diff resume)
+        self.declared = False  # the last subscribe sent declared the list
         self.resume_misses = 0  # reconnects that declared the list but got a reset
         self.restarts = 0  # subscriptions started over after a violation
         self.digest_mismatches = 0  # of those, the list's digest differed (it diverged)
@@ -85,7 +86,9 @@ class LiveView:
         rows = self.state.held()
         # the whole message must fit the server's frame maximum (64 KiB by default); an
         # id is JSON-escaped to at most twice its UTF-8 bytes (it has no control chars)
-        if rows is not None and sum(2 * len(i.encode()) + 24 for i, _ in rows) < _DECLARE:
+        self.declared = rows is not None and sum(
+            2 * len(i.encode()) + 24 for i, _ in rows) < _DECLARE
+        if self.declared:
             message["resume"] = {"rows": rows}
         return message
 
