@@ -147,6 +147,10 @@ class GatewaySettings:
         "empty: none")
     ticket_ttl: float = _f(30.0, "seconds a ticket (POST /v1/tickets) stays valid (1-300)")
     demo: bool = _f(False, "serve the live demo page at / (development: it mints tokens)")
+    canary_interval: float = _f(
+        5.0, "seconds between writes of the delivery canary's row (0: no canary)")
+    canary_timeout: float = _f(
+        15.0, "seconds without a canary delta, while shards are live, before /readyz fails")
 
 
 @dataclass(frozen=True, slots=True)

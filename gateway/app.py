@@ -79,7 +79,7 @@ def create_app(config: GatewayConfig) -> Starlette:
             await ctx.close()
 
     routes = [
-        *row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx),
+        *row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx, live.unready),
         *cluster_routes(ctx, lambda: live.gateway_id), *ticket_routes(ctx, live.tickets),
         *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles),
         *asset_routes(ctx),

@@ -3,7 +3,8 @@
 Invariant: the tenant comes from a verified token only. Algorithms are pinned by
 configuration, so `alg: none` and any algorithm not configured are refused before a
 signature is looked at; `exp` is required unless turned off; `nbf` and `iat` in the future
-are refused (within the configured leeway); the tenant claim must be a valid tenant name.
+are refused (within the configured leeway); the tenant claim must be a valid tenant name
+and not a reserved one (`RESERVED_TENANTS`: the delivery canary's).
 Every refusal is `Unauthorized` with a message that names the fault, never the token.
 """
 
@@ -22,7 +23,8 @@ from cluster.errors import Forbidden, InvalidRequest, Unauthorized
 from cluster.settings import AuthSettings
 from storage import check_tenant
 
-__all__ = ["Authenticator", "Principal", "bearer_token", "issue_token"]
+__all__ = ["CANARY_TENANT", "RESERVED_TENANTS", "Authenticator", "Principal", "bearer_token",
+           "issue_token"]
 
 _FAULTS: tuple[tuple[type[Exception], str], ...] = (
     (jwt.ExpiredSignatureError, "the token has expired"),
@@ -50,6 +52,11 @@ def _scopes(raw: object) -> frozenset[str]:
     if isinstance(raw, list):
         return frozenset(s for s in raw if isinstance(s, str))
     return frozenset()
+
+
+CANARY_TENANT = "lq.canary"
+"""The delivery canary's tenant (`gateway.live.canary`): no token may name it."""
+RESERVED_TENANTS = frozenset({CANARY_TENANT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,8 @@ class Authenticator:
             check_tenant(tenant)
         except InvalidRequest as e:
             raise Unauthorized(f"the token's tenant claim is not valid: {e}") from e
+        if tenant in RESERVED_TENANTS:
+            raise Unauthorized(f"the tenant {tenant!r} is reserved for lq itself")
         principal = Principal(tenant, _scopes(claims.get("scope")))
         leeway = s.jwt_leeway
         valid_from = max(_number(claims.get("nbf")), _number(claims.get("iat"))) - leeway

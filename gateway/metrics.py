@@ -18,7 +18,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 
 
 class Metrics:
-    """Requests by route and status, latency, breaker state and Redis errors."""
+    """Requests by route and status, latency, breaker state, Redis errors, the canary."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -44,6 +44,18 @@ class Metrics:
             "lq_redis_errors",
             "Redis availability faults seen by the gateway, by kind",
             ["kind"],
+            registry=self.registry,
+        )
+
+        self.canary_delay = Histogram(
+            "lq_canary_delay_seconds",
+            "Delivery canary: time from the canary row's write to its delta on this gateway",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.canary_age = Gauge(
+            "lq_canary_age_seconds",
+            "Delivery canary: seconds since the last canary delta (while shards are live)",
             registry=self.registry,
         )
 

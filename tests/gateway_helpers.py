@@ -31,6 +31,9 @@ def free_port() -> int:
 
 
 def config_for(redis_url: str, **gateway: Any) -> GatewayConfig:
+    """No delivery canary unless asked (`canary_interval`): tests count subscriptions,
+    registrations and rows, and the canary adds its own."""
+    gateway.setdefault("canary_interval", 0.0)
     return GatewayConfig(
         auth=AuthSettings(jwt_secret=SECRET),
         gateway=GatewaySettings(**gateway),

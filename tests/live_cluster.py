@@ -40,6 +40,7 @@ FAST_GATEWAY = {
     "LQ_SUBSCRIBE_TIMEOUT": "1.0",
     "LQ_ACCESS_LOG": "false",
     "LQ_DELTA_BLOCK_MS": "500",
+    "LQ_CANARY_INTERVAL": "0",  # off unless a test turns it on: tests count registrations
 }
 
 

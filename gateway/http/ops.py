@@ -1,13 +1,15 @@
 """Operations endpoints: `/healthz`, `/readyz`, `/metrics` and `/openapi.json`. No token.
 
-Invariant: `/healthz` answers from the process alone; `/readyz` needs Redis only (a
-gateway stays ready with no live shard, so writes go on while shards recover) and probes
-it directly, past the circuit breaker, so readiness reflects Redis itself.
+Invariant: `/healthz` answers from the process alone; `/readyz` needs Redis (a gateway
+stays ready with no live shard, so writes go on while shards recover), probed directly,
+past the circuit breaker, so readiness reflects Redis itself; and, while shards are
+live, a recent delivery canary delta (`gateway.live.canary`): the 503 says which.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +26,9 @@ from .openapi import spec
 __all__ = ["ops_routes"]
 
 
-def ops_routes(ctx: Context) -> list[BaseRoute]:
+def ops_routes(ctx: Context,
+               unready: Callable[[int], str | None] | None = None) -> list[BaseRoute]:
+    """`unready(live shards)` names a fault beyond Redis (the delivery canary), or None."""
     document = spec(ctx.config.gateway, ctx.config.query)
 
     async def healthz(request: Request) -> Response:
@@ -39,6 +43,11 @@ def ops_routes(ctx: Context) -> list[BaseRoute]:
             if fault is None:
                 raise
             body = {"ready": False, "error": {"code": fault.code, "message": str(fault)}}
+            return json_response(body, 503)
+        reason = None if unready is None else unready(live)
+        if reason is not None:
+            body = {"ready": False, "live_shards": live,
+                    "error": {"code": "unavailable", "message": reason}}
             return json_response(body, 503)
         return json_response({"ready": True, "live_shards": live})
 

@@ -14,6 +14,8 @@ Invariants:
 - opening a subscription is one path for every transport: the query is validated and
   the scope checked before anything is registered, and the limits (per connection and
   per gateway) are checked before anything is written;
+- the delivery canary (`canary`, unless `canary_interval` is 0) is one more loop with an
+  internal subscription of the reserved tenant, uncounted, removed at drain like all;
 - drain (SIGTERM) refuses new connections, closes WebSockets with 1001, ends SSE streams,
   ends poll handles, removes every registration of this gateway and leaves membership.
 """
@@ -35,6 +37,7 @@ from ..auth import Authenticator, Principal
 from ..context import Context
 from ..errors import Overloaded, TooManySubscriptions
 from ..tickets import TicketDesk
+from .canary import CANARY_ENTITY, CANARY_TENANT, Canary
 from .checks import Checks
 from .demux import Demux
 from .hub import Hub
@@ -69,6 +72,7 @@ class LiveService:
         self.on_drain: list[Callable[[], None]] = []  # the transports' end-everything hooks
         self.loops: list[Loop] = []  # the transports' own loops (reapers)
         self.demux: Demux | None = None
+        self.canary: Canary | None = None
         self.liveness: Liveness | None = None
         self._connections: set[Closable] = set()
         self._draining = False
@@ -106,7 +110,32 @@ class LiveService:
             group.create_task(self._guard("checks", self.checks.once)),
         ]
         tasks += [group.create_task(self._guard(name, body)) for name, body in self.loops]
+        if g.canary_interval > 0:
+            canary = self.canary = Canary(
+                self.gateway_id, g.canary_interval, g.canary_timeout, self._open_canary,
+                self._write_canary, lambda: len(self.hub.live), lambda: self._draining,
+                self.ctx.metrics.canary_delay.observe,
+            )
+            self.ctx.metrics.canary_age.set_function(canary.age)
+            tasks.append(group.create_task(self._guard(
+                "canary", canary.once, backoff_s=0.5, backoff_max_s=g.canary_interval)))
         return tasks
+
+    async def _open_canary(self, query: dict[str, Any], outbox: Outbox) -> Subscription:
+        who = Principal(CANARY_TENANT, frozenset({f"lq:read:{CANARY_ENTITY}"}))
+        self.announce(subscription := await self.open(who, "canary", query, outbox))
+        return subscription
+
+    async def _write_canary(self, row_id: str, values: dict[str, Any], ttl_ms: int) -> None:
+        await self.ctx.call(lambda: self.ctx.rows().put(
+            CANARY_TENANT, CANARY_ENTITY, row_id, values, ttl_ms=ttl_ms))
+
+    def unready(self, live_shards: int) -> str | None:
+        """Why `/readyz` fails beyond Redis (the canary's verdict), or None."""
+        return None if self.canary is None else self.canary.unready(live_shards)
+
+    def _canaries(self) -> int:  # the canary's subscription is no client's
+        return int(self.canary is not None and self.canary.held(self.hub.subs))
 
     def _guard(self, name: str, body: Callable[[], Awaitable[None]],
                backoff_s: float = 0.05, backoff_max_s: float = 2.0
@@ -123,7 +152,7 @@ class LiveService:
         return {
             "gateway": self.hub.gateway_id,
             "connections": len(self._connections),
-            "subscriptions": len(self.hub.subs),
+            "subscriptions": len(self.hub.subs) - self._canaries(),
             **self.stats.as_dict(),
             "draining": self._draining,
         }
