@@ -170,6 +170,8 @@ class ShardSettings:
     expiry_interval_ms: int = _f(500, "period of the TTL sweep")
     gateway_grace_ms: int = _f(60_000, "a gateway gone this long loses its registrations")
     collection_idle_s: float = _f(60.0, "a collection without subscriptions is evicted after")
+    ready_max_lag_ms: int = _f(
+        5000, "tail lag (or time without a change log read) past which /readyz fails")
     http_host: str = _f("127.0.0.1", "address of the health and metrics endpoint")
     http_port: int = _f(9100, "port of the health and metrics endpoint (0: any free port)")
     cursor_secret: str = _f("", "cursor HMAC key (empty: the shared key kept in Redis)")

@@ -69,8 +69,12 @@ class Engine:
         return [p for p, part in self._partitions.items() if part.serving]
 
     def serves_all(self, ps: Iterable[int]) -> bool:
+        return not self.unserved(ps)
+
+    def unserved(self, ps: Iterable[int]) -> list[int]:
+        """Those of `ps` this shard does not serve (no lease held, or not claimed yet)."""
         parts = self._partitions
-        return all(p in parts and parts[p].serving for p in ps)
+        return sorted(p for p in ps if p not in parts or not parts[p].serving)
 
     def serving_positions(self) -> dict[int, str]:
         return {p: part.position for p, part in self._partitions.items() if part.serving}

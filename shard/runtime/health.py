@@ -3,6 +3,8 @@
 A deliberately tiny HTTP/1.0 responder on asyncio streams (GET only, one request per
 connection, bounded request size and time) so the shard needs no web framework.
 Metrics are read from the running engine at scrape time by a custom collector.
+`/readyz` answers 503 with `error.message` saying why (`unready()`: a partition it owns
+not leased and served, or the tail past its bound), else 200.
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ class HealthServer:
         self,
         host: str,
         port: int,
-        ready: Callable[[], bool],
+        unready: Callable[[], str | None],
         status: Callable[[], dict[str, Any]],
         registry: CollectorRegistry,
     ) -> None:
         self.host = host
         self.port = port
-        self.ready = ready
+        self.unready = unready
         self.status = status
         self.registry = registry
         self.server: asyncio.Server | None = None
@@ -66,9 +68,11 @@ class HealthServer:
         if path == "/healthz":
             return 200, "application/json", b'{"ok":true}'
         if path == "/readyz":
-            ready = self.ready()
-            body = orjson.dumps({"ready": ready, **self.status()})
-            return (200 if ready else 503), "application/json", body
+            reason = self.unready()
+            out: dict[str, Any] = {"ready": reason is None, **self.status()}
+            if reason is not None:
+                out["error"] = {"code": "unavailable", "message": reason}
+            return (200 if reason is None else 503), "application/json", orjson.dumps(out)
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4", generate_latest(self.registry)
         return 404, "application/json", b'{"error":"not found"}'

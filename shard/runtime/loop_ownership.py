@@ -68,7 +68,17 @@ class OwnershipLoop:
     @property
     def ready(self) -> bool:
         """Every partition this shard should own is claimed and served."""
-        return bool(self.live) and self._engine.serves_all(self._desired)
+        return self.unready() is None
+
+    def unready(self) -> str | None:
+        """Why not every partition it owns is leased and served (None: all are)."""
+        if not self.live:
+            return "not a live member yet"
+        missing = self._engine.unserved(self._desired)
+        if not missing:
+            return None
+        return (f"{len(missing)} of the {len(self._desired)} partitions it owns are not"
+                f" leased and served yet (first: {missing[:5]})")
 
     def wake(self) -> None:
         """Run the next pass now (a shard joined or left)."""

@@ -5,10 +5,15 @@ standalone Redis, pipelined polls on a cluster), hands each partition's changes 
 engine (which ignores a partition dropped, re-claimed or moved since the read was built),
 re-claims partitions whose position was trimmed away (never a silent gap), and flushes
 the deltas before the next read goes out.
+
+Readiness (`unready`): the last read that found changes was at most `max_lag_ms` behind
+the newest of them (a read that finds nothing means caught up), and, while it serves
+partitions, a read came back within `max_lag_ms` plus its block time (a stuck loop).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from .clock import RedisClock
@@ -39,6 +44,17 @@ class TailLoop:
         self._clock = clock
         self._events = events
         self.lag_ms = 0.0  # age of the newest entry of the last read that found any
+        self.caught_up = True  # the last read found nothing new: no lag now
+        self.read_at = time.monotonic()  # when the last read came back
+
+    def unready(self, max_lag_ms: float) -> str | None:
+        """Why the tail is not within its bound (None: it is)."""
+        if not self.caught_up and self.lag_ms > max_lag_ms:
+            return f"tail lag {self.lag_ms:.0f} ms over the bound of {max_lag_ms:.0f} ms"
+        silent_ms = (time.monotonic() - self.read_at) * 1000
+        if self._engine.serving_positions() and silent_ms > max_lag_ms + self._block_ms:
+            return f"no change log read came back for {silent_ms:.0f} ms"
+        return None
 
     async def once(self) -> None:
         engine = self._engine
@@ -46,6 +62,8 @@ class TailLoop:
         read = await self._feed.read(
             positions, count=self._count, block_ms=self._block_ms, wanted=engine.wanted
         )
+        self.read_at = time.monotonic()
+        self.caught_up = not read.positions
         for p in read.trimmed:
             self._events.warning("log_trimmed", p=p)
             self._reclaim(p)

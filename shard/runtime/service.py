@@ -77,9 +77,14 @@ class ShardService:
             return {}
         return self._parts.reporter.metrics(self._stats())
 
-    def _ready(self) -> bool:
+    def _unready(self) -> str | None:
+        """Why `/readyz` fails: not running, a partition it owns not leased and served,
+        or the tail past its bound (`ready_max_lag_ms`); None when ready."""
         parts = self._parts
-        return self.state is ServiceState.RUNNING and parts is not None and parts.owner.ready
+        if self.state is not ServiceState.RUNNING or parts is None:
+            return f"the shard is {self.state.value}"
+        return parts.owner.unready() or parts.reporter.tail.unready(
+            self.settings.ready_max_lag_ms)
 
     async def run(self) -> None:
         front = Storage.open(self.storage)
@@ -94,7 +99,7 @@ class ShardService:
         prom = CollectorRegistry()
         prom.register(ShardCollector(self._metrics))
         s = self.settings
-        health = HealthServer(s.http_host, s.http_port, self._ready, self._stats, prom)
+        health = HealthServer(s.http_host, s.http_port, self._unready, self._stats, prom)
         try:
             async with asyncio.TaskGroup() as group:
                 self._parts = parts = await build(
