@@ -90,10 +90,15 @@ def connect(
 
 
 async def server_run_id(client: RedisClient) -> str | None:
-    """The standalone server's run_id (it changes when Redis restarts); None on a
-    cluster, whose nodes each have their own."""
+    """What identifies the data Redis serves: the standalone server's run_id, or on a
+    Cluster every primary's address and run_id. It changes when Redis restarts and when
+    a replica takes over a primary's slots, either of which may lose acknowledged writes
+    (a crash under `appendfsync everysec`, asynchronous replication), so whoever keeps
+    state read from Redis must then reload it. On a Cluster, asking a primary that is
+    gone raises a connection error, after which the client learns the new topology."""
     if isinstance(client, RedisCluster):
-        return None
+        infos: Any = await client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        return ",".join(sorted(f"{node}={info.get('run_id')}" for node, info in infos.items()))
     info: Any = await client.info("server")
     run_id = info.get("run_id")
     return None if run_id is None else str(run_id)

@@ -170,7 +170,8 @@ class Storage:
         return await read_snapshot(self.client, self.settings.prefix)
 
     async def server_run_id(self) -> str | None:
-        """The standalone server's run_id (changes when Redis restarts); None on Cluster."""
+        """The identity of the data Redis serves (`connection.server_run_id`): it changes
+        when Redis restarts or, on a Cluster, when a replica takes over a primary."""
         return await server_run_id(self.client)
 
     async def query(self, tenant: str, query: Query, signer: CursorSigner) -> QueryPage:
