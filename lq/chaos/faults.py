@@ -7,7 +7,7 @@ shard or gateway is started again, a paused one continued, a partition healed, a
 paused client reading again) except `remove-shard`, whose point is a smaller cluster;
 blocking steps (waiting for a process, a Redis node) are awaited, never slept through
 on the event loop; and `inject` reports what it did and whether Redis may have lost
-writes (then the runner scans for lost acknowledged writes before trusting the model).
+writes (the runner then scans for lost acknowledged writes before trusting the model).
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ class FaultRecord:
     start: float = 0.0  # wall clock
     end: float = 0.0
     note: str = ""
-    lossy: bool = False  # Redis may have lost acknowledged writes
+    restarted: bool = False  # Redis (a node) crashed: scan for lost writes after it
+    lossy: bool = False  # ... and it may have lost acknowledged writes
     lost: int = 0  # acknowledged writes the scan after it found lost
+    scanned: float = 0.0  # when (wall clock) that scan ended
     recovery: float | None = None  # seconds from the start to the last synced after it
     resets: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -140,7 +142,7 @@ async def _redis(top: Topology, f: Fault, rec: FaultRecord) -> None:
     await _up(node)
     if isinstance(top.redis, RedisCluster):
         await _healthy(top.redis)
-    rec.lossy = top.fsync != "always"
+    rec.restarted, rec.lossy = True, top.fsync != "always"
 
 
 async def _healthy(cluster: RedisCluster, timeout: float = 60.0) -> None:
@@ -169,7 +171,7 @@ async def _failover(top: Topology, f: Fault, rec: FaultRecord) -> None:
     await _up(master)
     await asyncio.to_thread(top.redis.rejoin, index)
     await _healthy(top.redis)
-    rec.lossy = True
+    rec.restarted = rec.lossy = True
     rec.note = f"{replica.port} promoted, {master.port} now its replica"
 
 

@@ -10,7 +10,8 @@ version]` when only an interval is known (a delete whose reply was lost, found g
 a later read). A write with a TTL makes the row vanish at an unknown version at or
 after `expires` (the owner's sweep deletes it through the write script). A *ghost* is a
 write Redis once held and lost (a crash under `appendfsync everysec`, a Cluster
-failover): clients may have seen it, but no state after the loss holds it.
+failover): a snapshot as of a version before the fault began may show it (versions are
+Redis's time in µs, at least), no state after it does.
 
 Invariant: `possible(V)` is every state the row may have been in as of V — one state
 when the history is exactly known there, more around an ambiguous write, an expiry or
@@ -56,6 +57,7 @@ class Write:
     since: int | None = None  # ambiguous: happened somewhere in [since, version]
     acked: bool = True  # the gateway answered; False: found by reading back
     ghost: bool = False  # Redis lost it
+    lost_at: int = INF  # when (µs, wall clock) the fault that lost it began
 
     @property
     def state(self) -> State:
@@ -107,8 +109,8 @@ class RowHistory:
             if not w.ghost:
                 base = w
                 break
-            if now is None:
-                maybe.append(w)  # held until the loss: a snapshot may show it
+            if now is None and v < w.lost_at:
+                maybe.append(w)  # held until the loss: a snapshot before it may show it
         maybe += [w for w in self.ambiguous  # may already have happened
                   if w.version > v and w.since is not None and w.since <= v and not w.ghost]
         states: list[State] = [None if base is None else base.state]
@@ -157,10 +159,11 @@ class Model:
     def record(self, key: Key, w: Write) -> None:
         self.history(*key).add(w)
 
-    def reconcile(self, key: Key, found: State) -> list[Write]:
-        """After a possible data loss: Redis holds `found` for the row (nothing in
-        flight on it). Every write newer than what Redis holds becomes a ghost; a state
-        the model never knew is adopted as a read-back write. The writes lost."""
+    def reconcile(self, key: Key, found: State, lost_at: int = INF) -> list[Write]:
+        """After a possible data loss (a fault that began at `lost_at`, µs): Redis holds
+        `found` for the row (nothing in flight on it). Every write newer than what Redis
+        holds becomes a ghost; a state the model never knew is adopted as a read-back
+        write. The writes lost."""
         h = self.history(*key)
         latest = h.latest()
         if latest is None and found is None:
@@ -174,7 +177,7 @@ class Model:
             held = keep
         lost = [w for w in h.writes if not w.ghost and w.version > held]
         for w in lost:
-            w.ghost = True
+            w.ghost, w.lost_at = True, min(lost_at, w.lost_at)
             if w.acked:
                 self.lost.append((key, w))
             else:

@@ -38,6 +38,7 @@ from lq.chaos.writer import Writer
 __all__ = ["Outcome", "run_chaos"]
 
 _SNAPSHOT_LAG_S = 15.0  # how much older than its reset a snapshot may be
+_UNDECIDED_S = 3.0  # a reset after a lossy fault is expected within this at least
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Outcome:
     snapshots: int = 0
     final: verdict.Final | None = None
     harness: list[str] = field(default_factory=list)  # the harness's own troubles
+    harness_notes: list[str] = field(default_factory=list)  # what it could not decide
 
 
 class _Loop:
@@ -66,6 +68,9 @@ class _Loop:
         self.say = say
         self.scan_from: float | None = None  # a loss scan is due for faults from here
         self.t0 = time.time()
+        # lists that held a write Redis then lost: each must see a reset after the fault
+        self.ghost_checks: list[tuple[float, FaultRecord, list[tuple[SubCheck, str]]]] = []
+        self.ghost_wait = 3 * out.settings.lease_s + 4.0
 
     def settled(self, t: float) -> bool:
         return self.writer.settled_before(t) and (self.scan_from is None
@@ -77,7 +82,11 @@ class _Loop:
             for snap in ready:
                 sub.snapshots.remove(snap)
                 coll = self.out.model.collection(sub.tenant, sub.query["entity"])
-                lo = int((snap.reset_t - _SNAPSHOT_LAG_S) * 1e6)
+                # after a Redis restart and the scan that followed it, no snapshot may
+                # show the data from before the restart (what it may have lost)
+                lo = int(max([snap.reset_t - _SNAPSHOT_LAG_S,
+                              *(r.start for r in self.out.records
+                                if r.scanned and snap.reset_t >= r.scanned)]) * 1e6)
                 why = compare.snapshot_diff(sub.query, sub.anchor, snap.rows, snap.truncated,
                                             coll, lo, int((snap.t + 0.5) * 1e6))
                 self.out.snapshots += 1
@@ -85,9 +94,47 @@ class _Loop:
                     sub.anomalies.append(Anomaly("divergence", sub.name, snap.t,
                                                  f"snapshot at synced: {why}"))
 
+    def held_ghosts(self, sub: SubCheck) -> list[str]:
+        model = self.out.model
+        return [f"{rid!r} v{ver}" for rid, ver, _ in sub.listed()
+                if any(w.ghost and w.version == ver for w in
+                       model.history(sub.tenant, sub.query["entity"], rid).writes)]
+
+    def check_ghosts(self, force: bool = False) -> None:
+        """Protocol rule 3: a list still holding a write Redis lost when the scan after
+        the fault found the loss must be reset (the cluster cannot prove continuity),
+        within `ghost_wait` s of the scan and before the next fault (whose own resets
+        would hide a missing one); when the next fault came within `_UNDECIDED_S` of
+        the scan, that cannot be told, and the check is skipped."""
+        now = time.time()
+        for item in list(self.ghost_checks):
+            _, rec, holders = item
+            later = [r.start for r in self.out.records if r.start > rec.start]
+            deadline = min([rec.scanned + self.ghost_wait, *later])
+            if not force and now < deadline:
+                continue
+            self.ghost_checks.remove(item)
+            if deadline - rec.scanned < _UNDECIDED_S:
+                self.out.harness_notes.append(
+                    f"{rec.fault.describe()}: the next fault came too soon to tell whether "
+                    f"the lists holding lost writes were reset")
+                continue
+            for sub, rows in holders:
+                if not any(rec.scanned <= t < deadline for t in sub.resets):
+                    sub.anomalies.append(Anomaly(
+                        "divergence", sub.name, time.time(),
+                        f"held {rows}, lost by Redis in the {rec.fault.kind} fault at "
+                        f"{rec.start - self.t0:.1f}s, and got no reset in the "
+                        f"{deadline - rec.scanned:.1f} s after the loss was found"))
+
+    def check_all(self) -> None:
+        self.check_snapshots()
+        self.check_ghosts(force=True)
+
     async def checker(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.check_snapshots()
+            self.check_ghosts()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
 
@@ -103,12 +150,18 @@ class _Loop:
             self.out.records.append(rec)
             self.say(f"[{rec.start - self.t0:6.1f}s] fault {f.describe()}"
                      + (f": {rec.note}" if rec.note else ""))
-            if rec.lossy:
+            if rec.restarted:
                 self.scan_from = rec.start
-                rec.lost = await self.writer.scan_losses()
+                rec.lost = await self.writer.scan_losses(rec.start)
+                rec.scanned = time.time()
                 self.scan_from = None
+                holders = [(sub, ", ".join(rows)) for sub in self.out.subs
+                           if (rows := self.held_ghosts(sub))]
+                if holders:
+                    self.ghost_checks.append((rec.scanned + self.ghost_wait, rec, holders))
                 self.say(f"[{time.time() - self.t0:6.1f}s]   loss scan after it: "
-                         f"{rec.lost} acknowledged writes lost")
+                         f"{rec.lost} acknowledged writes lost, {len(holders)} lists held "
+                         f"lost writes")
 
     async def progress(self, every: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -188,7 +241,7 @@ async def _run(s: ChaosSettings, run: Run, out: Outcome, say: Callable[[str], No
                     load_group.create_task(writer.run(s.rate, load + s.duration, load_group))
                     load_group.create_task(loop.faults(run, out.plan))
                 out.load_s = time.monotonic() - load
-                out.final = await verdict.finish(s, run, out.subs, writer, loop.check_snapshots,
+                out.final = await verdict.finish(s, run, out.subs, writer, loop.check_all,
                                                  say, out.records)
                 out.quiet_s = time.monotonic() - load - out.load_s
                 stop.set()

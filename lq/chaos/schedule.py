@@ -6,7 +6,8 @@ long); every kind asked for comes at least once when the run is long enough to s
 them `every` seconds apart, more often otherwise never; faults are sorted by time and
 lie inside the load phase, leaving its last `settle` seconds free; the plan follows the
 shard set through its own adds and removes, so a target always names a shard that runs
-at that point of the plan and never fewer than one shard is left.
+at that point of the plan, and the shard count stays within one of where it started
+(never below one).
 """
 
 from __future__ import annotations
@@ -78,8 +79,11 @@ class _Planner:
 
     def fault(self, t: float, kind: str) -> Fault:
         s, rng = self.s, self.rng
-        if kind == "remove-shard" and len(self.shards) <= 1:
+        # the shard count stays within one of the starting count (and at least one)
+        if kind == "remove-shard" and len(self.shards) <= max(1, s.shards - 1):
             kind = "add-shard"
+        elif kind == "add-shard" and len(self.shards) > s.shards:
+            kind = "remove-shard"
         if kind == "add-shard":
             target = f"shard-{self.next_shard}"
             self.next_shard += 1

@@ -99,7 +99,7 @@ def classify_rewinds(subs: list[SubCheck], records: list[FaultRecord],
 
 
 async def finish(s: ChaosSettings, run: Run, subs: list[SubCheck], writer: Writer,
-                 check_snapshots: Callable[[], None], say: Callable[[str], None],
+                 check_pending: Callable[[], None], say: Callable[[str], None],
                  records: list[FaultRecord]) -> Final:
     final = Final(healed=run.heal())
     if not await writer.quiesce(60):
@@ -110,8 +110,8 @@ async def finish(s: ChaosSettings, run: Run, subs: list[SubCheck], writer: Write
     await asyncio.sleep(quiet)
     await run.wait_ready()
     final.idle = await _idle(subs, 60)
-    final.lost_final = await writer.scan_losses()
-    check_snapshots()
+    final.lost_final = await writer.scan_losses(time.time())
+    check_pending()
     now = int(time.time() * 1e6)
     async with httpx.AsyncClient(timeout=10.0) as http:
         for sub in subs:

@@ -3,7 +3,9 @@
 Invariants: everything is drawn from `random.Random(seed)` (a different stream from
 the writer's and the fault plan's), so a seed names the same subscriptions; queries
 mix window and changes mode, filters, sorts, limits (1 to 20, and changes mode above
-and below the collection size, so `truncated` snapshots happen) and cursors; a
+and below the collection size, so `truncated` snapshots happen) and cursors, and the
+first WebSocket subscriptions follow whole collections (so every row, and every write
+Redis loses, is in some list); a
 cursor is taken from a real query at the start, with the row it was made from as the
 oracle's anchor (the position it names never moves, whatever that row does later).
 """
@@ -73,10 +75,12 @@ async def make_clients(s: ChaosSettings, urls: list[str], tokens: dict[str, str]
     for i in range(s.clients):
         name = s.client_names()[i]
         transport = name.partition("-")[0]
-        tenant = f"t{i % s.tenants}"
+        tenant = f"t{(i + i // 3) % s.tenants}"  # each transport over every tenant
         subs = []
         for j in range(s.subs if transport == "ws" else 1):
             query = _query(rng, rng.choice(ENTITIES))
+            if transport == "ws" and j < len(ENTITIES):  # every row is in some list
+                query = {"entity": ENTITIES[j], "mode": "changes"}
             anchor = None
             if query["mode"] == "window" and rng.random() < 0.2:
                 anchor = await _anchor(http, urls[0], tokens[tenant], query, rng)

@@ -67,7 +67,8 @@ class WriterStats:
     unknown: int = 0  # outcome read back
     unknown_applied: int = 0
     applied_after_503: list[str] = field(default_factory=list)  # the protocol says never
-    errors: list[str] = field(default_factory=list)  # unexpected statuses
+    internal: list[str] = field(default_factory=list)  # 500s (outcome read back)
+    errors: list[str] = field(default_factory=list)  # what the model cannot explain
 
 
 class Writer:
@@ -183,7 +184,10 @@ class Writer:
                 self.stats.acked += 1
             elif r.status_code == 404 and method != "PUT":
                 self.stats.refused += 1
-            elif r.status_code == 503:
+            elif r.status_code >= 500:
+                if r.status_code != 503:
+                    self.stats.internal.append(f"{method} {key}: HTTP {r.status_code} "
+                                               f"{r.text[:200]}")
                 await self._read_back(key, values, expires_s, keep, sent, r.status_code)
             else:
                 self.stats.errors.append(f"{method} {key}: HTTP {r.status_code} {r.text[:200]}")
@@ -219,8 +223,9 @@ class Writer:
             return
         found = r.json()
         version, row = int(found["version"]), found["row"]
-        if before is not None and version == before.version:
-            return  # not applied
+        if version in self.model.history(*key).versions() or (
+                before is not None and version < before.version):
+            return  # not applied (an older state: Redis lost writes, the scan says which)
         expires = (version + int(expires_s * 1e6) - 50_000 if expires_s is not None else keep)
         self.model.record(key, Write(version, row, expires, acked=False))
         self.stats.unknown_applied += 1
@@ -259,9 +264,10 @@ class Writer:
                     return rows
         return None
 
-    async def scan_losses(self, timeout: float = 60.0) -> int:
+    async def scan_losses(self, since: float, timeout: float = 60.0) -> int:
         """Pause, let every write settle, read every collection back and turn what Redis
-        no longer holds into ghosts (`Model.reconcile`); the acknowledged writes lost."""
+        no longer holds into ghosts (`Model.reconcile`), lost by a fault that began at
+        `since` (wall clock); the acknowledged writes lost."""
         self.paused = True
         try:
             await self.quiesce(timeout)
@@ -278,7 +284,8 @@ class Writer:
                 found = {r["id"]: (int(r["version"]), r["row"]) for r in rows}
                 ids = set(found) | set(self.model.collection(tenant, entity))
                 for row_id in sorted(ids):
-                    gone = self.model.reconcile((tenant, entity, row_id), found.get(row_id))
+                    gone = self.model.reconcile((tenant, entity, row_id), found.get(row_id),
+                                                int(since * 1e6))
                     lost += sum(1 for w in gone if w.acked)
             return lost
         finally:
