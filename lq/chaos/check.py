@@ -26,6 +26,7 @@ after it. Every `synced` leaves a `Snapshot` of the list for the runner to compa
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,7 @@ class SubCheck:
     rewinds: list[Rewind] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)  # taken by the runner
     resets: list[float] = field(default_factory=list)  # times of every reset
+    reasons: Counter[str] = field(default_factory=Counter)  # resets by their reason
     synced: list[float] = field(default_factory=list)  # times of every synced
     versions: dict[str, int] = field(default_factory=dict)  # newest seen, whole run
     since_reset: dict[str, int] = field(default_factory=dict)
@@ -132,6 +134,7 @@ class SubCheck:
             self.since_reset = {}
             self.reset_t = t
             self.resets.append(t)
+            self.reasons[str(m.get("reason", "unknown"))] += 1
         elif self.broken:
             return
         if not self._versions(m, op, t):

@@ -103,6 +103,8 @@ def rows(out: Outcome) -> list[Row]:
          f"({w.stats.unknown_applied} applied); {w.stats.refused} refused (expired)"),
         ("messages delivered", f"{sum(sub.messages for sub in out.subs):,}",
          f"{sum(len(sub.resets) for sub in out.subs)} resets"),
+        ("resets by reason", "", ", ".join(f"{k} {n}" for k, n in sum(
+            (sub.reasons for sub in out.subs), Counter()).most_common())),
         ("faults", str(len(out.records)),
          ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))),
         ("subscriptions checked", str(len(out.subs)),
