@@ -60,7 +60,8 @@ class Outcome:
 
 
 class _Loop:
-    """The load phase's shared state: the checker's view of pending loss scans."""
+    """The load phase: the fault driver, the checks that wait for the model to settle
+    (snapshots at `synced`, lists holding lost writes), and the progress lines."""
 
     def __init__(self, out: Outcome, writer: Writer, say: Callable[[str], None]) -> None:
         self.out = out
@@ -69,7 +70,7 @@ class _Loop:
         self.scan_from: float | None = None  # a loss scan is due for faults from here
         self.t0 = time.time()
         # lists that held a write Redis then lost: each must see a reset after the fault
-        self.ghost_checks: list[tuple[float, FaultRecord, list[tuple[SubCheck, str]]]] = []
+        self.ghost_checks: list[tuple[FaultRecord, list[tuple[SubCheck, str]]]] = []
         self.ghost_wait = 3 * out.settings.lease_s + 4.0
 
     def settled(self, t: float) -> bool:
@@ -108,7 +109,7 @@ class _Loop:
         the scan, that cannot be told, and the check is skipped."""
         now = time.time()
         for item in list(self.ghost_checks):
-            _, rec, holders = item
+            rec, holders = item
             later = [r.start for r in self.out.records if r.start > rec.start]
             deadline = min([rec.scanned + self.ghost_wait, *later])
             if not force and now < deadline:
@@ -158,7 +159,7 @@ class _Loop:
                 holders = [(sub, ", ".join(rows)) for sub in self.out.subs
                            if (rows := self.held_ghosts(sub))]
                 if holders:
-                    self.ghost_checks.append((rec.scanned + self.ghost_wait, rec, holders))
+                    self.ghost_checks.append((rec, holders))
                 self.say(f"[{time.time() - self.t0:6.1f}s]   loss scan after it: "
                          f"{rec.lost} acknowledged writes lost, {len(holders)} lists held "
                          f"lost writes")
