@@ -148,6 +148,9 @@ def test_a_benchmark_without_its_extra_names_the_extra(image: Image) -> None:
     assert "Traceback" not in done.stderr
     # a benchmark whose packages are all in the runtime still parses its flags
     assert image.run("lq", "bench", "matcher", "--help").returncode == 0
+    chaos = image.run("lq", "chaos", "--duration", "10")  # its clients need the extra
+    assert chaos.returncode == 2 and "lq-cluster[bench]" in chaos.stderr, chaos.stderr
+    assert "Traceback" not in chaos.stderr
 
 
 def _processes_under(path: Path) -> list[int]:

@@ -64,6 +64,8 @@ def failures(out: Outcome) -> list[str]:
     why += [f"harness: {h}" for h in out.harness]
     if out.final is not None and not out.final.idle:
         why.append("the lists were not all synced and idle at the end")
+    if out.final is not None and out.final.unready:
+        why.append(out.final.unready)
     if s.redis == "standalone" and s.fsync == "always" and out.model.lost:
         why.append(f"{len(out.model.lost)} acknowledged writes lost with appendfsync always")
     return why

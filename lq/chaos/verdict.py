@@ -36,6 +36,7 @@ _GRACE_S = 3.0  # an expired row is deleted within this long (PROTOCOL.md: about
 @dataclass
 class Final:
     healed: list[str] = field(default_factory=list)
+    unready: str = ""  # a process not ready at the end
     idle: bool = True
     http_checked: int = 0
     model_checked: int = 0
@@ -108,7 +109,10 @@ async def finish(s: ChaosSettings, run: Run, subs: list[SubCheck], writer: Write
     say(f"load over; quiet for {quiet:.0f} s" + (f" (healed: {', '.join(final.healed)})"
                                                    if final.healed else ""))
     await asyncio.sleep(quiet)
-    await run.wait_ready()
+    try:
+        await run.wait_ready()
+    except RuntimeError as e:  # a process that does not come back is a failed run
+        final.unready = str(e).splitlines()[0]
     final.idle = await _idle(subs, 60)
     final.lost_final = await writer.scan_losses(time.time())
     check_pending()
