@@ -29,6 +29,7 @@ from lq.chaos.schedule import Fault
 __all__ = ["FaultRecord", "Topology", "inject"]
 
 _BURST = 3.0  # the write rate's factor while a client is not reading
+_DOWN_S = 3.0  # how long a failed-over master stays down before it rejoins as a replica
 
 
 class Topology(Protocol):
@@ -46,6 +47,10 @@ class Topology(Protocol):
 
     def boost(self, factor: float) -> None:
         """Multiply the write rate by `factor` (1: back to normal)."""
+
+    def pause_writes(self) -> None:
+        """No new write until the loss scan after this fault (which resumes them), so
+        no write to a row can hide that Redis lost an earlier one."""
 
 
 @dataclass
@@ -137,6 +142,7 @@ async def _redis(top: Topology, f: Fault, rec: FaultRecord) -> None:
         node = top.redis.node
     else:
         node = top.redis.masters()[int(f.target.rpartition("-")[2])]
+    top.pause_writes()
     node.kill()
     node.spawn()
     await _up(node)
@@ -164,9 +170,14 @@ async def _failover(top: Topology, f: Fault, rec: FaultRecord) -> None:
         replica.signal(signal.SIGSTOP)
         await asyncio.to_thread(resp.command, master.port, "CLIENT", "KILL", "TYPE", "replica")
         await asyncio.sleep(f.duration)
+    top.pause_writes()
     master.kill()
     replica.signal(signal.SIGCONT)
     await asyncio.to_thread(top.redis.promote, index)
+    # The old master stays down a while, as a crashed machine would: one started again at
+    # once loads its AOF and serves its slots *as a master*, lost writes included, until
+    # gossip tells it of the promotion, which Redis Cluster allows and no client can see.
+    await asyncio.sleep(_DOWN_S)
     master.spawn()
     await _up(master)
     await asyncio.to_thread(top.redis.rejoin, index)

@@ -22,10 +22,14 @@ of its rows and every unknown outcome was read back.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ABSENT", "INF", "Model", "RowHistory", "State", "Write", "merge_patch"]
+__all__ = ["ABSENT", "INF", "Model", "RowHistory", "State", "Write", "describe", "merge_patch"]
 
 INF = 1 << 62
 State = tuple[int, dict[str, Any]] | None  # (version, values) or None: absent
@@ -62,6 +66,15 @@ class Write:
     @property
     def state(self) -> State:
         return None if self.values is None else (self.version, self.values)
+
+
+def describe(w: Write) -> dict[str, Any]:
+    """A write as JSON, for journals and divergence reports (values by a short hash)."""
+    values = None if w.values is None else hashlib.sha1(
+        json.dumps(w.values, sort_keys=True).encode()).hexdigest()[:8]
+    return {"v": w.version, "values": values, "expires": w.expires, "since": w.since,
+            "acked": w.acked, "ghost": w.ghost, "lost_at": None if w.lost_at == INF
+            else w.lost_at}
 
 
 class RowHistory:
@@ -140,7 +153,8 @@ Key = tuple[str, str, str]  # tenant, entity, id
 class Model:
     """Every row's history, by (tenant, entity, id); the writer is its one writer."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.journal = journal  # told every write and every loss, for a post-mortem
         self.rows: dict[tuple[str, str], dict[str, RowHistory]] = {}
         self.lost: list[tuple[Key, Write]] = []  # acknowledged writes Redis lost
         self.unacked_lost = 0  # writes read back once and then lost
@@ -158,23 +172,27 @@ class Model:
 
     def record(self, key: Key, w: Write) -> None:
         self.history(*key).add(w)
+        if self.journal is not None:
+            self.journal({"write": key, "t": time.time(), **describe(w)})
 
-    def reconcile(self, key: Key, found: State, lost_at: int = INF) -> list[Write]:
+    def reconcile(self, key: Key, found: State, lost_at: int = INF,
+                  now: int | None = None) -> list[Write]:
         """After a possible data loss (a fault that began at `lost_at`, µs): Redis holds
-        `found` for the row (nothing in flight on it). Every write newer than what Redis
-        holds becomes a ghost; a state the model never knew is adopted as a read-back
-        write. The writes lost."""
+        `found` for the row at `now` (µs; nothing in flight on it). Every write newer
+        than what Redis holds becomes a ghost (a row with a TTL that is gone is lost only
+        when its expiry is still ahead of `now`); a state the model never knew is adopted
+        as a read-back write. The writes lost."""
         h = self.history(*key)
-        latest = h.latest()
-        if latest is None and found is None:
-            return []
-        held = INF if found is None else found[0]
-        if found is None:  # gone: lost unless deleted, or a TTL row that may have expired
-            if latest is None or latest.values is None or latest.expires is not None:
+        if found is None:  # gone: lost back to the newest write that explains it
+            absent = [w.version for w in h.writes if not w.ghost and (
+                w.values is None or (w.expires is not None and (now is None
+                                                                 or w.expires <= now)))]
+            latest = h.latest()
+            if latest is None or (absent and absent[-1] == latest.version):
                 return []
-            keep = max((w.version for w in h.writes if not w.ghost and w.values is None),
-                       default=-1)
-            held = keep
+            held = absent[-1] if absent else -1
+        else:
+            held = found[0]
         lost = [w for w in h.writes if not w.ghost and w.version > held]
         for w in lost:
             w.ghost, w.lost_at = True, min(lost_at, w.lost_at)
@@ -182,6 +200,11 @@ class Model:
                 self.lost.append((key, w))
             else:
                 self.unacked_lost += 1
-        if found is not None and found[0] not in h.versions():
+        adopted = found is not None and found[0] not in h.versions()
+        if found is not None and adopted:
             h.add(Write(found[0], found[1], acked=False))
+        if self.journal is not None and (lost or adopted):
+            self.journal({"scan": key, "t": time.time(), "lost_at": lost_at,
+                          "found": None if found is None else found[0],
+                          "lost": [w.version for w in lost]})
         return lost

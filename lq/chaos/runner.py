@@ -21,14 +21,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
 from gateway.auth import issue_token
 from lq.chaos import compare, verdict
 from lq.chaos.check import Anomaly, SubCheck
 from lq.chaos.faults import FaultRecord, inject
-from lq.chaos.model import Model
+from lq.chaos.model import Model, describe
 from lq.chaos.schedule import Fault, plan
 from lq.chaos.settings import ChaosSettings
 from lq.chaos.topology import Run
@@ -39,6 +41,7 @@ __all__ = ["Outcome", "run_chaos"]
 
 _SNAPSHOT_LAG_S = 15.0  # how much older than its reset a snapshot may be
 _UNDECIDED_S = 3.0  # a reset after a lossy fault is expected within this at least
+_RESTARTS = frozenset({"redis", "failover"})  # faults after which lost writes are scanned for
 
 
 @dataclass
@@ -63,7 +66,9 @@ class _Loop:
     """The load phase: the fault driver, the checks that wait for the model to settle
     (snapshots at `synced`, lists holding lost writes), and the progress lines."""
 
-    def __init__(self, out: Outcome, writer: Writer, say: Callable[[str], None]) -> None:
+    def __init__(self, out: Outcome, writer: Writer, say: Callable[[str], None],
+                 journal: Callable[[dict[str, Any]], None]) -> None:
+        self.journal = journal
         self.out = out
         self.writer = writer
         self.say = say
@@ -94,6 +99,12 @@ class _Loop:
                 if why is not None:
                     sub.anomalies.append(Anomaly("divergence", sub.name, snap.t,
                                                  f"snapshot at synced: {why}"))
+                    self.journal({"divergence": sub.name, "t": snap.t, "why": why,
+                                  "reset_t": snap.reset_t, "query": sub.query,
+                                  "listed": [(r, v) for r, v, _ in snap.rows],
+                                  "window": [lo, int((snap.t + 0.5) * 1e6)],
+                                  "rows": {rid: [describe(w) for w in h.writes]
+                                           for rid, h in coll.items()}})
 
     def held_ghosts(self, sub: SubCheck) -> list[str]:
         model = self.out.model
@@ -143,26 +154,36 @@ class _Loop:
         start = time.monotonic()
         for f in faults:
             await asyncio.sleep(max(0.0, start + f.t - time.monotonic()))
+            if f.kind in _RESTARTS:  # snapshots from now on wait for the loss scan
+                self.scan_from = time.time()
             try:
                 rec = await inject(run, f)
             except Exception as e:  # the harness failed, not the system: say so
                 self.out.harness.append(f"{f.describe()}: {e!r}")
                 rec = FaultRecord(f, time.time(), time.time(), f"injection failed: {e!r}")
             self.out.records.append(rec)
+            self.journal({"fault": f.describe(), "start": rec.start, "end": rec.end,
+                          "note": rec.note})
             self.say(f"[{rec.start - self.t0:6.1f}s] fault {f.describe()}"
                      + (f": {rec.note}" if rec.note else ""))
             if rec.restarted:
-                self.scan_from = rec.start
-                rec.lost = await self.writer.scan_losses(rec.start)
-                rec.scanned = time.time()
-                self.scan_from = None
-                holders = [(sub, ", ".join(rows)) for sub in self.out.subs
-                           if (rows := self.held_ghosts(sub))]
-                if holders:
-                    self.ghost_checks.append((rec, holders))
-                self.say(f"[{time.time() - self.t0:6.1f}s]   loss scan after it: "
-                         f"{rec.lost} acknowledged writes lost, {len(holders)} lists held "
-                         f"lost writes")
+                await self._scan(rec)
+            self.scan_from = None
+            self.writer.paused = False  # paused by a Redis fault until its scan
+
+    async def _scan(self, rec: FaultRecord) -> None:
+        """After a Redis restart or failover: which acknowledged writes Redis lost, and
+        which lists hold one of them now (each must be reset: `check_ghosts`)."""
+        rec.lost = await self.writer.scan_losses(rec.start)
+        rec.scanned = time.time()
+        holders = [(sub, ", ".join(rows)) for sub in self.out.subs
+                   if (rows := self.held_ghosts(sub))]
+        if holders:
+            self.ghost_checks.append((rec, holders))
+        self.journal({"scanned": rec.fault.describe(), "t": rec.scanned, "lost": rec.lost,
+                      "holders": [sub.name for sub, _ in holders]})
+        self.say(f"[{time.time() - self.t0:6.1f}s]   loss scan after it: {rec.lost} "
+                 f"acknowledged writes lost, {len(holders)} lists held lost writes")
 
     async def progress(self, every: float, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -199,6 +220,12 @@ async def run_chaos(s: ChaosSettings, say: Callable[[str], None]) -> Outcome:
     say(f"lq chaos: seed {s.seed}, {len(out.plan)} faults planned, run directory {run_dir}")
     run = Run(s, run_dir)
     failed = True
+    journal = open(run_dir / "journal.jsonl", "ab")  # every write, loss, fault, divergence
+
+    def note(record: dict[str, Any]) -> None:
+        journal.write(orjson.dumps(record, default=str) + b"\n")
+
+    out.model.journal = note
     try:
         run.start()
         await run.wait_ready()
@@ -208,6 +235,7 @@ async def run_chaos(s: ChaosSettings, say: Callable[[str], None]) -> Outcome:
         failed = False
         return out
     finally:
+        journal.close()
         if failed:
             say(run.logs())
         await run.close()
@@ -227,7 +255,7 @@ async def _run(s: ChaosSettings, run: Run, out: Outcome, say: Callable[[str], No
         await _seed(writer)
         run.clients = await make_clients(s, run.urls, tokens, http)
         out.subs = [sub for c in run.clients for sub in c.subs]
-        loop = _Loop(out, writer, say)
+        loop = _Loop(out, writer, say, out.model.journal or (lambda _: None))
         try:
             async with asyncio.TaskGroup() as group:
                 for client in run.clients:

@@ -70,6 +70,10 @@ class Run:
         if self.writer is not None:
             self.writer.boost = factor
 
+    def pause_writes(self) -> None:
+        if self.writer is not None:
+            self.writer.paused = True
+
     def running_shards(self) -> list[ChaosProc]:
         return [p for p in self.shards.values() if p.alive()]
 

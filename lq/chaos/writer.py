@@ -282,10 +282,11 @@ class Writer:
                 if rows is None:
                     continue
                 found = {r["id"]: (int(r["version"]), r["row"]) for r in rows}
+                now = int(time.time() * 1e6) - 100_000  # the query's read, a little before
                 ids = set(found) | set(self.model.collection(tenant, entity))
                 for row_id in sorted(ids):
                     gone = self.model.reconcile((tenant, entity, row_id), found.get(row_id),
-                                                int(since * 1e6))
+                                                int(since * 1e6), now)
                     lost += sum(1 for w in gone if w.acked)
             return lost
         finally:
