@@ -200,3 +200,29 @@ def test_every_kind_comes_and_targets_exist(seed: int) -> None:
             if f.kind == "remove-shard":
                 live.remove(f.target)
         assert live
+
+
+def test_a_loss_scan_ghosts_only_what_redis_cannot_explain() -> None:
+    key = ("t", "e", "r")
+
+    def model(*writes: Write) -> Model:
+        m = Model()
+        for w in writes:
+            m.record(key, w)
+        return m
+
+    # gone: the TTL put at 20 expired (25 <= now), so only the put after it was lost
+    m = model(Write(10, {"n": 1}), Write(20, {"n": 2}, expires=25), Write(30, {"n": 3}))
+    assert [w.version for w in m.reconcile(key, None, lost_at=28, now=40)] == [30]
+    assert len(m.lost) == 1
+    # gone with its expiry passed: explained, nothing lost
+    m = model(Write(10, {"n": 1}), Write(20, {"n": 2}, expires=25))
+    assert m.reconcile(key, None, lost_at=28, now=40) == [] and not m.lost
+    # gone before its expiry: nothing explains it, so every write back to the last
+    # absence (none: the row's creation) was lost
+    m = model(Write(10, {"n": 1}), Write(20, {"n": 2}, expires=50))
+    assert [w.version for w in m.reconcile(key, None, lost_at=15, now=40)] == [10, 20]
+    # present at an older version: what came after it was lost
+    m = model(Write(10, {"n": 1}), Write(20, None), Write(30, {"n": 3}))
+    assert [w.version for w in m.reconcile(key, (10, {"n": 1}), lost_at=25, now=40)] == [
+        20, 30]
