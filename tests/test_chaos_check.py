@@ -226,3 +226,15 @@ def test_a_loss_scan_ghosts_only_what_redis_cannot_explain() -> None:
     m = model(Write(10, {"n": 1}), Write(20, None), Write(30, {"n": 3}))
     assert [w.version for w in m.reconcile(key, (10, {"n": 1}), lost_at=25, now=40)] == [
         20, 30]
+
+
+def test_a_loss_the_scan_cannot_tell_is_a_maybe() -> None:
+    m = Model()
+    key = ("t", "e", "r")
+    m.record(key, Write(10, {"n": 1}, expires=20))  # before the fault at 15
+    m.record(key, Write(16, None))  # a delete the master acknowledged during the fault
+    assert m.reconcile(key, None, lost_at=15, now=40) == []  # expired, or deleted?
+    h = m.history(*key)
+    assert [w.maybe_lost for w in h.writes] == [False, True] and m.maybe_lost == 1
+    assert (10, {"n": 1}) in h.possible(17)  # the delete may be gone: v10 until it expired
+    assert h.possible(INF, now=40, grace=5) == [None]

@@ -61,6 +61,7 @@ class Write:
     since: int | None = None  # ambiguous: happened somewhere in [since, version]
     acked: bool = True  # the gateway answered; False: found by reading back
     ghost: bool = False  # Redis lost it
+    maybe_lost: bool = False  # Redis may have lost it: no scan can tell
     lost_at: int = INF  # when (µs, wall clock) the fault that lost it began
 
     @property
@@ -73,8 +74,19 @@ def describe(w: Write) -> dict[str, Any]:
     values = None if w.values is None else hashlib.sha1(
         json.dumps(w.values, sort_keys=True).encode()).hexdigest()[:8]
     return {"v": w.version, "values": values, "expires": w.expires, "since": w.since,
-            "acked": w.acked, "ghost": w.ghost, "lost_at": None if w.lost_at == INF
-            else w.lost_at}
+            "acked": w.acked, "ghost": w.ghost, "maybe_lost": w.maybe_lost,
+            "lost_at": None if w.lost_at == INF else w.lost_at}
+
+
+def _expiry(states: list[State], expires: int, v: int, now: int | None,
+            grace: int) -> list[State]:
+    """`states` with what a TTL expiring at `expires` adds as of `v` (or, with `now`,
+    at the end of a quiet run: gone for sure past `expires + grace`)."""
+    if now is None:
+        return [*states, None] if expires <= v else states
+    if now >= expires + grace:
+        return [None]
+    return [*states, None] if now >= expires else states
 
 
 class RowHistory:
@@ -127,18 +139,25 @@ class RowHistory:
         maybe += [w for w in self.ambiguous  # may already have happened
                   if w.version > v and w.since is not None and w.since <= v and not w.ghost]
         states: list[State] = [None if base is None else base.state]
+        while base is not None and base.maybe_lost and (now is not None or v >= base.lost_at):
+            base = self._before(base)  # it may never have survived the fault
+            if base is None or base.state not in states:
+                states.append(None if base is None else base.state)
         if base is not None and base.values is not None and base.expires is not None:
-            if now is None:
-                if base.expires <= v:
-                    states.append(None)
-            elif now >= base.expires + grace:
-                states = [None]
-            elif now >= base.expires:
-                states.append(None)
+            states = _expiry(states, base.expires, v, now, grace)
         for w in maybe:
             if w.state not in states:
                 states.append(w.state)
         return states
+
+    def _before(self, w: Write) -> Write | None:
+        """The newest write older than `w` that was not lost."""
+        at = bisect.bisect_left(self.keys, w.version)
+        while at > 0:
+            at -= 1
+            if not self.writes[at].ghost:
+                return self.writes[at]
+        return None
 
     def points(self, lo: int, hi: int) -> set[int]:
         """The versions in (lo, hi] at which `possible` may change."""
@@ -158,6 +177,7 @@ class Model:
         self.rows: dict[tuple[str, str], dict[str, RowHistory]] = {}
         self.lost: list[tuple[Key, Write]] = []  # acknowledged writes Redis lost
         self.unacked_lost = 0  # writes read back once and then lost
+        self.maybe_lost = 0  # acknowledged writes Redis may have lost
 
     def history(self, tenant: str, entity: str, row_id: str) -> RowHistory:
         return self.rows.setdefault((tenant, entity), {}).setdefault(row_id, RowHistory())
@@ -177,34 +197,48 @@ class Model:
 
     def reconcile(self, key: Key, found: State, lost_at: int = INF,
                   now: int | None = None) -> list[Write]:
-        """After a possible data loss (a fault that began at `lost_at`, µs): Redis holds
-        `found` for the row at `now` (µs; nothing in flight on it). Every write newer
-        than what Redis holds becomes a ghost (a row with a TTL that is gone is lost only
-        when its expiry is still ahead of `now`); a state the model never knew is adopted
-        as a read-back write. The writes lost."""
+        """After a fault that began at `lost_at` (µs; INF: the end of the run, no fault)
+        Redis holds `found` for the row at `now` (µs; nothing in flight on it). What
+        survived is a prefix of the row's writes: every write made before the fault,
+        then some of those made since. Each prefix whose last state *fits* `found` (that
+        version; or, for a row that is gone, a delete or a TTL expired by `now`) may be
+        the one: writes past the longest such prefix become ghosts (lost for sure);
+        writes between the shortest and the longest are only *maybe* lost (a delete
+        after a TTL that has expired since cannot be told from a lost one). A state no
+        prefix explains is adopted as a read-back write, the fault's writes ghosts. The
+        writes lost for sure. (Writes made after the fault could hide a loss: the writer
+        pauses from the crash until the scan.)"""
         h = self.history(*key)
-        if found is None:  # gone: lost back to the newest write that explains it
-            absent = [w.version for w in h.writes if not w.ghost and (
-                w.values is None or (w.expires is not None and (now is None
-                                                                 or w.expires <= now)))]
-            latest = h.latest()
-            if latest is None or (absent and absent[-1] == latest.version):
-                return []
-            held = absent[-1] if absent else -1
-        else:
-            held = found[0]
-        lost = [w for w in h.writes if not w.ghost and w.version > held]
+        live = [w for w in h.writes if not w.ghost]
+
+        def fits(w: Write | None) -> bool:
+            if found is None:
+                return w is None or w.values is None or (
+                    w.expires is not None and (now is None or w.expires <= now))
+            return w is not None and w.version == found[0]
+
+        first = next((i for i, w in enumerate(live) if w.version >= lost_at), len(live))
+        cuts = [i for i in range(first - 1, len(live)) if fits(live[i] if i >= 0 else None)]
+        if not cuts:  # lost further back than the fault (or with none): the newest fit
+            cuts = [i for i in range(-1, len(live)) if fits(live[i] if i >= 0 else None)][-1:]
+        low, high = (min(cuts), max(cuts)) if cuts else (-1, -1)
+        lost = live[high + 1:]
         for w in lost:
             w.ghost, w.lost_at = True, min(lost_at, w.lost_at)
             if w.acked:
                 self.lost.append((key, w))
             else:
                 self.unacked_lost += 1
+        maybe = live[low + 1:high + 1]
+        for w in maybe:
+            w.maybe_lost, w.lost_at = True, min(lost_at, w.lost_at)
+        self.maybe_lost += sum(1 for w in maybe if w.acked)
         adopted = found is not None and found[0] not in h.versions()
         if found is not None and adopted:
             h.add(Write(found[0], found[1], acked=False))
-        if self.journal is not None and (lost or adopted):
+        if self.journal is not None and (lost or maybe or adopted):
             self.journal({"scan": key, "t": time.time(), "lost_at": lost_at,
                           "found": None if found is None else found[0],
-                          "lost": [w.version for w in lost]})
+                          "lost": [w.version for w in lost],
+                          "maybe": [w.version for w in maybe]})
         return lost

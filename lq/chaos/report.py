@@ -119,9 +119,11 @@ def rows(out: Outcome) -> list[Row]:
             note = (note + "; " if note else "") + f"{f.excused} excused by lost writes"
         table.append((_LABELS[kind], str(counts[kind]), note))
     lost = len(out.model.lost)
-    table.append(("acknowledged writes lost", str(lost),
-                  f"{out.model.unacked_lost} unacknowledged (read back) lost too"
-                  if out.model.unacked_lost else ""))
+    notes = [f"{out.model.maybe_lost} maybe (a delete after a since-expired TTL)"
+             if out.model.maybe_lost else "",
+             f"{out.model.unacked_lost} unacknowledged (read back) too"
+             if out.model.unacked_lost else ""]
+    table.append(("acknowledged writes lost", str(lost), "; ".join(n for n in notes if n)))
     table.append(("writes answered 503 yet applied", str(len(w.stats.applied_after_503)),
                   "protocol.md 7 says nothing was written: a finding, not a list anomaly"
                   if w.stats.applied_after_503 else ""))

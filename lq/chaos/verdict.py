@@ -145,7 +145,7 @@ async def finish(s: ChaosSettings, run: Run, subs: list[SubCheck], writer: Write
     def ghost(tenant: str, entity: str, row_id: str, version: int) -> bool:
         h = writer.model.history(tenant, entity, row_id)
         return version not in h.versions() or any(
-            w.ghost for w in h.writes if w.version == version)
+            w.ghost or w.maybe_lost for w in h.writes if w.version == version)
 
     final.excused = classify_rewinds(subs, records, ghost)
     return final
