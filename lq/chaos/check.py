@@ -12,8 +12,8 @@ connection it had (a *life*: one subscription on one connection, where `seq` sta
   `unmatch`, a `match` after `synced`) carried a version the subscription already had
   since its last reset;
 - `stale`: a row's version went back, across resets and reconnects too (recorded as a
-  *rewind*; the runner excuses one whose newer version Redis provably lost, and counts
-  the rest);
+  *rewind*; the runner excuses one whose newer version Redis lost, or may have lost,
+  in a fault, and counts the rest);
 - `over_limit`: an `enter` into a full window;
 - `protocol`: anything else `ViewState` refuses (an index or id that does not agree,
   `synced` with a wrong count, no `reset` first...);

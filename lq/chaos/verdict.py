@@ -7,8 +7,8 @@ is itself reported); lost acknowledged writes are scanned for once more first, s
 model holds what Redis holds; every subscription is compared twice, with the model
 (`compare.final_diff`) and with a fresh HTTP query (`compare.http_diff`), and each
 disagreement is a `divergence`; a version that went back (`check.Rewind`) is a `stale`
-delivery unless Redis provably lost the newer version after a fault that can lose
-writes, in which case it is counted as excused.
+delivery unless Redis lost (or may have lost) the newer version in a fault that can
+lose writes, in which case it is counted as excused.
 """
 
 from __future__ import annotations
