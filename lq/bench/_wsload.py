@@ -5,7 +5,9 @@ possible and measures the server rather than itself.
 Each connection does the HTTP upgrade, sends masked text frames, and counts occurrences
 of a marker in the bytes it receives (keeping a short tail, so a marker split across
 reads is still seen once), recording when the count last changed. That is enough to
-time a fan-out (first marker after a write) and to count delivered messages.
+time a fan-out (first marker after a write) and to count delivered messages. A subclass
+that needs the messages themselves overrides `received` (the bytes after the upgrade)
+and is opened with `open_one`.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ import base64
 import os
 import struct
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
-__all__ = ["WsConn", "open_many"]
+__all__ = ["WsConn", "frame", "open_many", "open_one"]
 
 
-def _frame(text: bytes) -> bytes:
-    """One masked client text frame."""
+C = TypeVar("C", bound="WsConn")
+
+
+def frame(text: bytes, opcode: int = 0x1) -> bytes:
+    """One masked client frame (text by default)."""
     mask = os.urandom(4)
     n = len(text)
-    head = b"\x81" + (
+    head = bytes([0x80 | opcode]) + (
         bytes([0x80 | n]) if n < 126
         else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536
         else bytes([0x80 | 127]) + struct.pack(">Q", n)
@@ -64,6 +71,12 @@ class WsConn(asyncio.Protocol):
                 self.upgraded.set_exception(ConnectionError(status[:200].decode()))
                 return
             self.upgraded.set_result(None)
+            if not data:
+                return
+        self.received(data)
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the server after the upgrade: count the marker."""
         chunk = self.tail + data
         if not self.synced and b'"op":"synced"' in chunk:
             self.synced = True
@@ -75,17 +88,18 @@ class WsConn(asyncio.Protocol):
 
     def send(self, text: bytes) -> None:
         assert self.transport is not None
-        self.transport.write(_frame(text))
+        self.transport.write(frame(text))
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
 
-async def _open(host: str, port: int, path: str, headers: dict[str, str],
-                marker: bytes) -> WsConn:
+async def open_one(factory: Callable[[], C], host: str, port: int, path: str,
+                   headers: dict[str, str]) -> C:
+    """One connection made by `factory`, upgraded."""
     loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(lambda: WsConn(marker), host, port)
+    _, conn = await loop.create_connection(factory, host, port)
     key = base64.b64encode(os.urandom(16)).decode()
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = (
@@ -104,6 +118,7 @@ async def open_many(n: int, host: str, port: int, path: str, headers: dict[str, 
     """`n` upgraded connections, opened `concurrency` at a time."""
     conns: list[WsConn] = []
     for i in range(0, n, concurrency):
-        batch = [_open(host, port, path, headers, marker) for _ in range(min(concurrency, n - i))]
+        batch = [open_one(lambda: WsConn(marker), host, port, path, headers)
+                 for _ in range(min(concurrency, n - i))]
         conns += await asyncio.gather(*batch)
     return conns
