@@ -14,6 +14,7 @@ __all__ = [
     "LiveQueryError",
     "NoLiveShard",
     "NotFound",
+    "OutcomeUnknown",
     "StorageUnavailable",
     "TooLarge",
     "Unauthorized",
@@ -97,3 +98,9 @@ class StorageUnavailable(LiveQueryError):
     """Redis is unreachable (or the circuit breaker is open); nothing was written."""
 
     code = "unavailable"
+
+
+class OutcomeUnknown(StorageUnavailable):
+    """A request reached Redis and its reply was lost (a broken or timed-out connection):
+    it may have been applied. Answered 503 like any `unavailable`, with
+    `"outcome": "unknown"` in the error (PROTOCOL.md section 7)."""

@@ -113,7 +113,7 @@ class Context:
                 self.breaker.succeeded(trial)
             raise
         except Exception as e:
-            fault = as_unavailable(e)
+            fault = as_unavailable(e, sent=not read)
             if fault is None:
                 self.breaker.succeeded(trial)
                 raise

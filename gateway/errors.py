@@ -20,6 +20,7 @@ from cluster.errors import (
     LiveQueryError,
     NoLiveShard,
     NotFound,
+    OutcomeUnknown,
     StorageUnavailable,
     TooLarge,
     Unauthorized,
@@ -115,6 +116,8 @@ def error_body(error: LiveQueryError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": error.code, "message": str(error) or error.code}
     if isinstance(error, VersionConflict):
         body["version"] = error.current
+    elif isinstance(error, OutcomeUnknown):
+        body["outcome"] = "unknown"
     return body
 
 

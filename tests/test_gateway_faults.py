@@ -6,18 +6,23 @@ session server is never disturbed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from lq_client import LiveError, Unavailable
+from lq_client.http import HttpApi
 
 from cluster.errors import StorageUnavailable
 from cluster.keys import Keys
 from cluster.partition import partition_of
 from gateway import BreakerState, CircuitBreaker
+from lq.chaos.proxy import ProxyProcess
 from tests.gateway_helpers import auth, config_for, running, token
 from tests.redis_servers import LocalRedisServer, ping, start_standalone
 
@@ -158,3 +163,52 @@ async def test_reads_are_retried_with_backoff_writes_never() -> None:
     with pytest.raises(StorageUnavailable):
         await ctx.call(flaky)  # a write is tried once
     assert calls == 1 and ctx.breaker.failures == 1
+
+
+async def _client_put(url: str) -> LiveError | None:
+    """The Python client's error for a PUT, or None when it succeeded."""
+    async with HttpApi([url], H["Authorization"].removeprefix("Bearer "), 10, 3) as api:
+        try:
+            await api.put("tasks", "late2", {"i": 2})
+        except LiveError as e:
+            return e
+    return None
+
+
+@pytest.mark.slow
+def test_a_write_whose_reply_is_lost_says_its_outcome_is_unknown(
+    own_redis: LocalRedisServer, tmp_path: Path
+) -> None:
+    """PROTOCOL.md section 7: a 503 says `"outcome": "unknown"` when the request reached
+    Redis and the reply did not come back (here: a proxy delays every byte past the
+    gateway's Redis timeout), and then the write may well be applied; a 503 without it
+    (Redis refused the connection) means nothing was written."""
+    proxy = ProxyProcess(tmp_path / "proxy.log")
+    try:
+        port = proxy.add("redis", own_redis.port)
+        config = config_for(f"redis://127.0.0.1:{port}/0", breaker_cooldown=0.3,
+                            redis_timeout=0.5)
+        with running(config) as gw, httpx.Client(base_url=gw.url, timeout=10) as http:
+            assert http.put(ROW.format("before"), json={"i": 0}, headers=H).status_code == 200
+            proxy.set_mode("redis", "slow", delay_ms=1500)
+            r = http.put(ROW.format("late"), json={"i": 1}, headers=H)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["outcome"] == "unknown", r.text
+            client_error = asyncio.run(_client_put(gw.url))
+            assert isinstance(client_error, Unavailable) and client_error.outcome == "unknown"
+            proxy.set_mode("redis", "pass")
+            deadline = time.monotonic() + 10
+            while True:  # the delayed write reaches Redis and is applied
+                got = http.get(ROW.format("late"), headers=H)
+                if got.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert got.status_code == 200 and got.json()["row"] == {"i": 1}, got.text
+            _stop(own_redis)
+            answers = [http.put(ROW.format(f"down{i}"), json={"i": i}, headers=H)
+                       for i in range(4)]
+            assert all(a.status_code == 503 for a in answers)
+            # once the pooled connections are gone, a refused connection sent nothing
+            assert "outcome" not in answers[-1].json()["error"], answers[-1].text
+    finally:
+        proxy.close()

@@ -52,6 +52,7 @@ export interface ErrorDetails {
   sub?: string | null;
   status?: number | null;
   version?: number | null;
+  outcome?: string | null;
 }
 
 /** The root of every error of the client. `code` is the protocol's error code. */
@@ -64,6 +65,8 @@ export class LiveError extends Error {
   readonly status: number | null;
   /** For `PreconditionFailed`: the row's current version, or null. */
   readonly version: number | null;
+  /** `"unknown"` on an `Unavailable` write whose reply was lost: it may have been applied. */
+  readonly outcome: string | null;
 }
 /** `unauthorized`: HTTP 401, close 4401/4408. */
 export class Unauthorized extends LiveError {}

@@ -35,15 +35,16 @@ export class LiveError extends Error {
   /**
    * @param {string} code
    * @param {string} message
-   * @param {{sub?: string|null, status?: number|null, version?: number|null}} [details]
+   * @param {{sub?: string|null, status?: number|null, version?: number|null, outcome?: string|null}} [details]
    */
-  constructor(code, message, { sub = null, status = null, version = null } = {}) {
+  constructor(code, message, { sub = null, status = null, version = null, outcome = null } = {}) {
     super(message);
     this.name = new.target.name;
     this.code = code;
     this.sub = sub;
     this.status = status;
     this.version = version;
+    this.outcome = outcome;
   }
 }
 
@@ -1396,6 +1397,7 @@ async function call(fetchFn, method, url, token, { body, headers = {}, contentTy
   }
   throw errorFor(error.code, String(error.message ?? ""), {
     status: response.status, version: isInt(error.version) ? error.version : null,
+    outcome: typeof error.outcome === "string" ? error.outcome : null,
   });
 }
 

@@ -30,7 +30,8 @@ _STATUS_TEXT = {
     413: "too_large: body or row over the limit",
     422: "invalid_row: the body is JSON but not an object, or holds refused values",
     429: "rate_limited",
-    503: "unavailable: Redis unreachable or the circuit breaker open; nothing was written",
+    503: ("unavailable: Redis unreachable or the circuit breaker open; nothing was written,"
+          " unless the error carries outcome: unknown (the reply was lost)"),
 }
 
 

@@ -61,6 +61,9 @@ def failures(out: Outcome) -> list[str]:
     w = out.writer
     if w is not None and w.stats.errors:
         why.append(f"{len(w.stats.errors)} writer errors")
+    if w is not None and w.stats.applied_after_503:
+        why.append(f"{len(w.stats.applied_after_503)} writes answered 503 (nothing written)"
+                   " yet applied")
     why += [f"harness: {h}" for h in out.harness]
     if out.final is not None and not out.final.idle:
         why.append("the lists were not all synced and idle at the end")
@@ -125,8 +128,8 @@ def rows(out: Outcome) -> list[Row]:
              if out.model.unacked_lost else ""]
     table.append(("acknowledged writes lost", str(lost), "; ".join(n for n in notes if n)))
     table.append(("writes answered 503 yet applied", str(len(w.stats.applied_after_503)),
-                  "protocol.md 7 says nothing was written: a finding, not a list anomaly"
-                  if w.stats.applied_after_503 else ""))
+                  f"not counted: {w.stats.outcome_unknown} 503s said the outcome was unknown"
+                  if w.stats.outcome_unknown else ""))
     table.append(("writes answered 500", str(len(w.stats.internal)),
                   w.stats.internal[0][:110] if w.stats.internal else ""))
     table += _recovery_rows(out.records)

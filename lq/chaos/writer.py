@@ -60,13 +60,24 @@ def _patch(rng: random.Random) -> dict[str, Any]:
                        {"n": rng.randint(0, 1000), "title": f"{rng.choice(_WORDS)} 0"}])
 
 
+def _outcome(r: httpx.Response) -> str | None:
+    """The `outcome` field of an error answer, if any."""
+    try:
+        error = r.json().get("error")
+    except ValueError:
+        return None
+    return error.get("outcome") if isinstance(error, dict) else None
+
+
 @dataclass
 class WriterStats:
     acked: int = 0
     refused: int = 0  # 404: the row was gone (an expired TTL)
     unknown: int = 0  # outcome read back
     unknown_applied: int = 0
-    applied_after_503: list[str] = field(default_factory=list)  # the protocol says never
+    outcome_unknown: int = 0  # 503s saying "outcome": "unknown" (PROTOCOL.md 7)
+    # 503s that did not say so (nothing was written, says the protocol) yet were applied
+    applied_after_503: list[str] = field(default_factory=list)
     internal: list[str] = field(default_factory=list)  # 500s (outcome read back)
     errors: list[str] = field(default_factory=list)  # what the model cannot explain
 
@@ -188,7 +199,10 @@ class Writer:
                 if r.status_code != 503:
                     self.stats.internal.append(f"{method} {key}: HTTP {r.status_code} "
                                                f"{r.text[:200]}")
-                await self._read_back(key, values, expires_s, keep, sent, r.status_code)
+                said_none = r.status_code == 503 and _outcome(r) != "unknown"
+                self.stats.outcome_unknown += r.status_code == 503 and not said_none
+                await self._read_back(key, values, expires_s, keep, sent,
+                                      503 if said_none else None)
             else:
                 self.stats.errors.append(f"{method} {key}: HTTP {r.status_code} {r.text[:200]}")
         finally:

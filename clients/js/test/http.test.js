@@ -94,6 +94,13 @@ describe("data calls", () => {
     await assert.rejects(lq.put("t", "a", {}, { ifMatch: 3 }), (e) => e instanceof PreconditionFailed && e.version === 9);
   });
 
+  test("a write whose reply was lost says its outcome is unknown; a plain 503 does not", async () => {
+    const lost = client(() => [503, { error: { code: "unavailable", message: "u", outcome: "unknown" } }]);
+    await assert.rejects(lost.lq.put("t", "a", {}), (e) => e instanceof Unavailable && e.outcome === "unknown");
+    const refused = client(() => [503, { error: { code: "unavailable", message: "u" } }]);
+    await assert.rejects(refused.lq.put("t", "a", {}), (e) => e instanceof Unavailable && e.outcome === null);
+  });
+
   test("no answer, or one that is not lq's, is Unavailable; a bare 401 page is Unauthorized", async () => {
     await assert.rejects(client(() => ["network"]).lq.get("t", "a"), Unavailable);
     await assert.rejects(client(() => [502, "<html>bad gateway</html>"]).lq.get("t", "a"), Unavailable);

@@ -3,9 +3,11 @@
 Standard library only. Every error the client raises on purpose is a `LiveError`
 carrying the protocol's error `code` (PROTOCOL.md sections 3 and 7), its `message`,
 the HTTP `status` when there was one, the `sub` of the subscription it concerns (None
-for the connection or a data call) and, for a failed precondition, the row's current
-`version`. `error_for` is the one map from a code (or, failing that, an HTTP status or
-a WebSocket close code) to a class; nothing else picks classes.
+for the connection or a data call), for a failed precondition the row's current
+`version`, and for a write answered `unavailable` after its request reached Redis
+`outcome == "unknown"` (PROTOCOL.md section 7: it may have been applied).
+`error_for` is the one map from a code (or, failing that, an HTTP status or a WebSocket
+close code) to a class; nothing else picks classes.
 
     LiveError                 root; also any code not listed below (`internal`)
     ├── Unauthorized          unauthorized: HTTP 401, close 4401/4408
@@ -42,13 +44,15 @@ class LiveError(Exception):
     """An error of lq (an answer of the server, or no answer): `code` is the protocol's."""
 
     def __init__(self, code: str, message: str, *, sub: str | None = None,
-                 status: int | None = None, version: int | None = None) -> None:
+                 status: int | None = None, version: int | None = None,
+                 outcome: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.sub = sub
         self.status = status
         self.version = version
+        self.outcome = outcome
 
 
 class Unauthorized(LiveError):
@@ -85,7 +89,9 @@ class RateLimited(LimitExceeded):
 
 class Unavailable(LiveError):
     """No gateway given answered as an lq gateway, or the cluster cannot serve now
-    (Redis unreachable, overloaded, no snapshot in time); nothing was written."""
+    (Redis unreachable, overloaded, no snapshot in time). Nothing was written, unless
+    `outcome == "unknown"`: the write reached Redis and its reply was lost, so it may
+    have been applied (read the row back, or retry with `if_match`)."""
 
 
 _BY_CODE: dict[str, type[LiveError]] = {
@@ -113,9 +119,10 @@ CLOSE_CODES = {4401: "unauthorized", 4408: "unauthorized", 4403: "forbidden",
 
 
 def error_for(code: str | None, message: str, *, sub: str | None = None,
-              status: int | None = None, version: int | None = None) -> LiveError:
+              status: int | None = None, version: int | None = None,
+              outcome: str | None = None) -> LiveError:
     """The typed error for a protocol code; without one, for the HTTP status."""
     if code is None:
         code = _BY_STATUS.get(status or 0, "internal")
     cls = _BY_CODE.get(code, LiveError)
-    return cls(code, message, sub=sub, status=status, version=version)
+    return cls(code, message, sub=sub, status=status, version=version, outcome=outcome)

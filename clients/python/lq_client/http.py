@@ -105,9 +105,10 @@ class HttpApi:
         error = data.get("error") if isinstance(data, dict) else None
         if not isinstance(error, dict) or not isinstance(error.get("code"), str):
             raise _NotLq(f"HTTP {r.status_code} without an lq error object")
-        version = error.get("version")
+        version, outcome = error.get("version"), error.get("outcome")
         raise error_for(error["code"], str(error.get("message", "")), status=r.status_code,
-                        version=version if isinstance(version, int) else None)
+                        version=version if isinstance(version, int) else None,
+                        outcome=outcome if isinstance(outcome, str) else None)
 
     async def _fresh_token(self, refused: LiveError, token: str) -> str | None:
         """A new token to retry a 401 with, when the callback gives one."""
