@@ -30,6 +30,7 @@ from .cors import CorsMiddleware, OriginRules
 from .errors import error_response, http_error_response
 from .http.assets import asset_routes
 from .http.batch import batch_routes
+from .http.body import read_json
 from .http.cluster_view import LiveCollector, cluster_routes
 from .http.ops import ops_routes
 from .http.query import query_routes
@@ -81,7 +82,7 @@ def create_app(config: GatewayConfig) -> Starlette:
     routes = [
         *row_routes(ctx), *query_routes(ctx), *batch_routes(ctx), *ops_routes(ctx, live.unready),
         *cluster_routes(ctx, lambda: live.gateway_id), *ticket_routes(ctx, live.tickets),
-        *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles),
+        *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles, read_json),
         *asset_routes(ctx),
     ]
     app = Starlette(

@@ -26,6 +26,9 @@ def _param(name: str, text: str, schema: dict[str, Any] | None = None) -> dict[s
 
 
 _Q = _param("q", "the query (PROTOCOL.md section 2) as URL-encoded JSON")
+_RESUME = _param("resume", "window mode: the rows the client holds, a URL-encoded JSON array "
+                 "of [id, version] pairs in window order (a state-diff resume, PROTOCOL.md "
+                 "sections 5 and 6)")
 _TOKEN = _param("token", "the JWT, for clients that cannot send a header")
 _REFUSED = _errors(
     s400="invalid_query or invalid_request", s401="unauthorized", s403="forbidden",
@@ -42,7 +45,8 @@ def live_paths() -> dict[str, Any]:
     return {
         "/v1/sse": {"get": {
             "operationId": "sse", "summary": "one subscription as Server-Sent Events",
-            "parameters": [_Q, _TOKEN],
+            "parameters": [_Q, _TOKEN, _RESUME,
+                           _param("last_event_id", "continue after this event id")],
             "responses": {
                 "200": {"description": "the event stream (event: op, id: stream.seq)",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}}},
@@ -53,7 +57,7 @@ def live_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "poll", "summary": "open (q) or continue (poll, after) a poll",
                 "parameters": [
-                    _Q, _TOKEN, _param("poll", "the handle of an open poll"),
+                    _Q, _TOKEN, _RESUME, _param("poll", "the handle of an open poll"),
                     _param("after", "the last seq received (acknowledges it)"),
                     _param("wait", "seconds to wait for messages, clamped to 0-60"),
                 ],
@@ -61,6 +65,25 @@ def live_paths() -> dict[str, Any]:
                     "200": {"description": "messages after `after` (at most 1000)",
                             "content": {_J: {"schema": _MESSAGES}}},
                     **_REFUSED, **_errors(s410="gone: no such handle on this gateway"),
+                },
+            },
+            "post": {
+                "operationId": "openPoll",
+                "summary": "open a poll; the body may declare rows too many for a URL",
+                "parameters": [_TOKEN],
+                "requestBody": {"required": True, "content": {_J: {"schema": {
+                    "type": "object", "required": ["query"], "additionalProperties": False,
+                    "properties": {
+                        "query": {"type": "object"},
+                        "resume": {"type": "object", "required": ["rows"],
+                                   "additionalProperties": False,
+                                   "properties": {"rows": {"type": "array"}}},
+                        "wait": {"type": "number"},
+                    }}}}},
+                "responses": {
+                    "200": {"description": "the messages so far, at most up to synced",
+                            "content": {_J: {"schema": _MESSAGES}}},
+                    **_REFUSED, **_errors(s413="too_large: the body is over the limit"),
                 },
             },
             "delete": {

@@ -1,5 +1,8 @@
 """`/v1/poll`: long polling (PROTOCOL.md section 6).
 
+`GET ?q=` or `POST` (a JSON body, for declarations too long for a URL) opens a handle;
+`GET ?poll=` continues it; `DELETE ?poll=` ends it.
+
 A handle is one subscription with its outbox, on the gateway that made it, for the
 tenant that made it. Invariants:
 - messages are numbered when a reply takes them and kept until acknowledged (`after`),
@@ -9,7 +12,10 @@ tenant that made it. Invariants:
 - `wait` is clamped to 0-60 s; a newer request on the same handle ends an older one's
   wait; an unknown, expired, foreign (tenant) or other gateway's handle is `410`;
 - a handle idle (no request in progress) for `poll_lease` seconds is ended by the
-  reaper, a loop of the live service (so it belongs to the lifespan's TaskGroup).
+  reaper, a loop of the live service (so it belongs to the lifespan's TaskGroup);
+- only an opening request may declare rows (`resume`): its first reply is then the
+  state-diff resume (or a `resume_miss` reset and snapshot) instead of reset + snapshot;
+  GET and POST open through one path, and differ only in where the inputs are read.
 """
 
 from __future__ import annotations
@@ -19,28 +25,37 @@ import math
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from cluster.errors import InvalidRequest
+from cluster.errors import InvalidQuery, InvalidRequest
 
+from ..auth import Principal
 from ..errors import Gone, Overloaded
 from ..responses import json_response
 from ..routing import RawRoute
-from .inputs import caller, check_live_params, query_param
+from . import wire
+from .inputs import caller, check_live_params, query_param, resume_param
 from .outbox import Outbox
 from .service import LiveService
 from .subscription import Subscription
 
-__all__ = ["POLL_PATH", "PollHandles", "poll_routes"]
+__all__ = ["POLL_PATH", "PollHandles", "ReadJson", "poll_routes"]
 
 POLL_PATH = "/v1/poll"
 MAX_REPLY = 1000
 MAX_WAIT = 60.0
-_PARAMS = frozenset({"q", "poll", "after", "wait", "token", "ticket"})
+_PARAMS = frozenset({"q", "poll", "after", "wait", "token", "ticket", "resume"})
+_BODY = frozenset({"query", "resume", "wait"})
+
+ReadJson = Callable[[Request, int, str], Awaitable[Any]]
+"""Reads a request's JSON body of at most so many bytes (`gateway.http.body.read_json`,
+passed in by the app: `live` does not import `http`)."""
 
 
 class PollHandle:
@@ -118,6 +133,10 @@ class PollHandles:
             await self.remove(handle)
 
 
+def _clamped(value: float) -> float:
+    return 0.0 if math.isnan(value) else min(MAX_WAIT, max(0.0, value))
+
+
 def _wait(raw: str | None) -> float:
     if raw is None:
         return 25.0
@@ -125,7 +144,27 @@ def _wait(raw: str | None) -> float:
         value = float(raw)
     except ValueError:
         raise InvalidRequest(f"wait is a number of seconds (0-60), got {raw[:40]!r}") from None
-    return 0.0 if math.isnan(value) else min(MAX_WAIT, max(0.0, value))
+    return _clamped(value)
+
+
+def _opening(body: Any) -> tuple[Any, list[Any] | None, float]:
+    """A POST body's query, declared rows and wait."""
+    if not isinstance(body, dict):
+        raise InvalidRequest('the body is a JSON object {"query": ..., "resume": {"rows": '
+                             '[...]}, "wait": 25}')
+    unknown = sorted(set(body) - _BODY)
+    if unknown:
+        raise InvalidRequest(f"unknown member {unknown[0]!r} (accepted: query, resume, wait)")
+    if "query" not in body:
+        raise InvalidQuery("query", 'send the query as the body\'s "query"')
+    try:
+        resume = wire.resume_rows(body.get("resume"))
+    except wire.WireError as e:
+        raise InvalidRequest(str(e)) from None
+    wait = body.get("wait", 25.0)
+    if type(wait) not in (int, float):
+        raise InvalidRequest("wait is a number of seconds (0-60)")
+    return body["query"], resume, _clamped(float(wait))
 
 
 def _after(raw: str | None, default: int) -> int:
@@ -166,8 +205,22 @@ async def _reply(handle: PollHandle, wait: float, opening: bool) -> Response:
     return Response(body, media_type="application/json")
 
 
-def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
+def poll_routes(live: LiveService, handles: PollHandles, read_json: ReadJson
+                ) -> list[BaseRoute]:
     g = live.config
+
+    async def open_(who: Principal, raw: Any, resume: list[Any] | None,
+                    wait: float) -> Response:
+        if live.draining:
+            raise Overloaded("the gateway is shutting down; poll another")
+        if len(handles.by_name) >= g.max_connections:
+            raise Overloaded("this gateway holds its maximum of poll handles; try later")
+        live.check_room(0)
+        handle = PollHandle(secrets.token_urlsafe(16), who.tenant, live.new_outbox())
+        handle.sub = await live.open(who, handle.name, raw, handle.outbox, resume=resume)
+        handles.by_name[handle.name] = handle
+        live.announce(handle.sub)
+        return await _reply(handle, wait, opening=True)
 
     async def get(request: Request) -> Response:
         params = request.query_params
@@ -176,24 +229,22 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
         wait = _wait(params.get("wait"))
         name = params.get("poll")
         if name is not None:
-            if "q" in params:
-                raise InvalidRequest("send either q (open) or poll (continue), not both")
+            if "q" in params or "resume" in params:
+                raise InvalidRequest("send either q (open, with resume if any) or poll "
+                                     "(continue), not both")
             handle = handles.get(name, who.tenant)
             handle.acknowledge(_after(params.get("after"), handle.acked))
             return await _reply(handle, wait, opening=False)
         if "after" in params:
             raise InvalidRequest("after goes with poll=<handle>")
         _, raw = query_param(request)
-        if live.draining:
-            raise Overloaded("the gateway is shutting down; poll another")
-        if len(handles.by_name) >= g.max_connections:
-            raise Overloaded("this gateway holds its maximum of poll handles; try later")
-        live.check_room(0)
-        handle = PollHandle(secrets.token_urlsafe(16), who.tenant, live.new_outbox())
-        handle.sub = await live.open(who, handle.name, raw, handle.outbox)
-        handles.by_name[handle.name] = handle
-        live.announce(handle.sub)
-        return await _reply(handle, wait, opening=True)
+        return await open_(who, raw, resume_param(request), wait)
+
+    async def post(request: Request) -> Response:
+        check_live_params(request, frozenset({"token", "ticket"}))
+        who, _ = await caller(live.auth, live.tickets, request)
+        raw, resume, wait = _opening(await read_json(request, g.max_body_bytes, ""))
+        return await open_(who, raw, resume, wait)
 
     async def delete(request: Request) -> Response:
         check_live_params(request, frozenset({"poll", "token", "ticket"}))
@@ -204,7 +255,9 @@ def poll_routes(live: LiveService, handles: PollHandles) -> list[BaseRoute]:
         await handles.remove(handles.get(name, who.tenant))
         return json_response({"poll": name, "ended": True})
 
-    async def dispatch(request: Request) -> Response:
-        return await (delete(request) if request.method == "DELETE" else get(request))
+    by_method = {"GET": get, "POST": post, "DELETE": delete}
 
-    return [RawRoute(POLL_PATH, dispatch, methods=["GET", "DELETE"])]
+    async def dispatch(request: Request) -> Response:
+        return await by_method[request.method](request)
+
+    return [RawRoute(POLL_PATH, dispatch, methods=["GET", "POST", "DELETE"])]

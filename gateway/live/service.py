@@ -266,14 +266,21 @@ class LiveService:
             self.stats.reset, check_s,
         )
         if resume is not None:
-            window = query.mode is Mode.WINDOW
-            subscription.resume_from(declared(resume, query.limit) if window else None,
-                                     self.stats.resumed)
+            self.declare(subscription, resume)
         try:
             await hub.subscribe(subscription, query)
         except StorageUnavailable as e:
             raise Overloaded(f"cannot subscribe now: {e}") from e
         return subscription
+
+    def declare(self, subscription: Subscription, resume: list[Any]) -> None:
+        """The client declared the rows it holds (`resume`, as sent, on any transport):
+        the subscription's next snapshot becomes a state-diff resume, or a `resume_miss`
+        when the declaration cannot be right (`resume.declared`) or in changes mode."""
+        query = subscription.query
+        window = query.mode is Mode.WINDOW
+        subscription.resume_from(declared(resume, query.limit) if window else None,
+                                 self.stats.resumed)
 
     def announce(self, subscription: Subscription) -> None:
         """`subscribed` has been queued: from now on its messages go to the client."""

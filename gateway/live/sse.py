@@ -1,7 +1,9 @@
 """`GET /v1/sse?q=<query>`: Server-Sent Events, one subscription per stream (PROTOCOL.md 5).
 
-Invariants: the token, the query and the scope are checked before the stream starts,
-so every refusal is a 4xx JSON error; once started, each live message is one event
+Invariants: the token, the query, the scope and a `resume` declaration's shape are
+checked before the stream starts, so every refusal is a 4xx JSON error; a `Last-Event-ID`
+that can be continued wins over `resume`, which otherwise makes the stream (started over
+or new) begin with a state-diff resume; once started, each live message is one event
 (`event: <op>`, `id: <stream>.<seq>`, `data: <message>`), a comment goes out whenever
 nothing was written for `sse_keepalive` seconds (at most 15), the token's expiry ends the
 stream with a `token_expired` event (then `error`, for older clients), and drain ends it.
@@ -21,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import Overloaded
 from ..routing import RawRoute
 from . import wire
-from .inputs import caller, check_live_params, query_param
+from .inputs import caller, check_live_params, query_param, resume_param
 from .outbox import Taken
 from .service import LiveService
 from .sse_streams import SseStream, SseStreams, new_name
@@ -29,7 +31,7 @@ from .sse_streams import SseStream, SseStreams, new_name
 __all__ = ["SSE_PATH", "sse_routes"]
 
 SSE_PATH = "/v1/sse"
-_PARAMS = frozenset({"q", "token", "ticket", "last_event_id"})
+_PARAMS = frozenset({"q", "token", "ticket", "last_event_id", "resume"})
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -139,10 +141,11 @@ def sse_routes(live: LiveService, streams: SseStreams) -> list[BaseRoute]:
         check_live_params(request, _PARAMS)
         who, expires_at = await caller(live.auth, live.tickets, request)
         q, raw = query_param(request)
+        resume = resume_param(request)
         if live.draining:
             raise Overloaded("the gateway is shutting down; reconnect to another")
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        found = streams.find(last, who.tenant, q) if last else None
+        found = streams.find(last, who.tenant, q, resume) if last else None
         if found is not None:
             stream, replay = found
             return SseResponse(streams, stream, replay, expires_at)
@@ -150,7 +153,7 @@ def sse_routes(live: LiveService, streams: SseStreams) -> list[BaseRoute]:
             raise Overloaded("this gateway holds its maximum of streams; try later")
         live.check_room(0)
         stream = SseStream(new_name(), who.tenant, q, live.new_outbox())
-        stream.sub = await live.open(who, stream.name, raw, stream.outbox)
+        stream.sub = await live.open(who, stream.name, raw, stream.outbox, resume=resume)
         streams.add(stream)
         stream.outbox.push_control(
             wire.control({"type": "subscribed", "sub": stream.name}), "subscribed"

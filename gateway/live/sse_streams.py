@@ -6,7 +6,8 @@ mirror, its outbox bounded as always), then ends. Invariants:
 - a stream is found again only by the tenant and the exact query text that made it;
 - resume continues after the client's last `seq` when the ring still holds every event
   after it; otherwise the stream starts over under a new name (seq from 1) with `reset`
-  and a fresh snapshot (from the mirror when it can serve, else from the shard);
+  and a fresh snapshot (from the mirror when it can serve, else from the shard), or,
+  when the reconnect declared its rows (`resume`), with a state-diff resume from them;
 - the ring and the number of streams are bounded; the reaper ends lingering streams.
 """
 
@@ -17,6 +18,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from .outbox import Outbox
 from .service import LiveService
@@ -78,8 +80,10 @@ class SseStreams:
     def add(self, stream: SseStream) -> None:
         self.by_name[stream.name] = stream
 
-    def find(self, last_event_id: str, tenant: str, q: str) -> tuple[SseStream, list[bytes]] | None:
-        """The stream to resume and the events to replay first, or None (start afresh)."""
+    def find(self, last_event_id: str, tenant: str, q: str, resume: list[Any] | None = None
+             ) -> tuple[SseStream, list[bytes]] | None:
+        """The stream to resume and the events to replay first, or None (start afresh);
+        a stream that cannot be continued starts over, from the `resume` rows if any."""
         name, _, seq_text = last_event_id.strip().rpartition(".")
         stream = self.by_name.get(name)
         if stream is None or stream.tenant != tenant or stream.q != q or stream.sub is None:
@@ -91,6 +95,8 @@ class SseStreams:
         replay = stream.replay_after(int(seq_text))
         if replay is None:
             del self.by_name[stream.name]
+            if resume is not None:
+                self.live.declare(stream.sub, resume)
             stream.start_over()
             self.by_name[stream.name] = stream
             replay = []

@@ -100,8 +100,9 @@ class Subscription:
 
     def resume_from(self, declared: Declared | None,
                     on_resumed: Callable[[bool], None] | None = None) -> None:
-        """Before the registration: the client declared its rows (None: a declaration
-        that cannot be right), so its first snapshot becomes a resume (or a miss)."""
+        """Before the registration, or before `start_over`: the client declared its rows
+        (None: a declaration that cannot be right), so the next snapshot it gets becomes
+        a resume (or a miss)."""
         self.resuming = True
         self.declared = declared
         self.on_resumed = on_resumed
@@ -132,7 +133,8 @@ class Subscription:
 
     def start_over(self, sub: str) -> None:
         """A new client-side name (an SSE stream that starts over): seq starts again,
-        and its queued deltas give way to a reset and a fresh snapshot."""
+        and its queued deltas give way to a reset and a fresh snapshot (or, after
+        `resume_from`, to the resume from the mirror)."""
         self.sub = sub
         self.sub_json = orjson.dumps(sub)
         self.seq = 0
@@ -220,8 +222,13 @@ class Subscription:
         reason, self.catch_up_reason = self.catch_up_reason, "overflow"
         if self.fence.phase is not Phase.LIVE:
             return None
-        if self.resuming:  # its snapshot is still coming, or it is complete: serve it
-            return self._resumed() if self.mirror.complete else None
+        if self.resuming:  # its snapshot is complete: serve it; or still coming: wait
+            if self.mirror.complete:
+                return self._resumed()
+            if not self.mirror.filling:  # broken (an SSE stream started over): a fresh one
+                self.fence.lost()
+                self.request_resync(self)
+            return None
         snapshot = self.mirror.snapshot(reason)
         if snapshot is None:
             self.fence.lost()

@@ -34,6 +34,7 @@ __all__ = [
     "delta_body",
     "error",
     "parse",
+    "resume_rows",
 ]
 
 DELTA_PREFIX = b'{"type":"delta",'
@@ -118,9 +119,10 @@ def _check(check: Any, name: str) -> int | None:
     return check
 
 
-def _resume(resume: Any, name: str) -> list[Any] | None:
-    """The declared rows' list; its entries are checked later, against the query (a
-    wrong entry is a `resume_miss`, not an error)."""
+def resume_rows(resume: Any, name: str | None = None) -> list[Any] | None:
+    """The declared rows' list of a `resume` member (also `POST /v1/poll`'s); its entries
+    are checked later, against the query (a wrong entry is a `resume_miss`, not an
+    error). WireError when it is not an object with exactly an array `rows`."""
     if resume is None:
         return None
     if not isinstance(resume, dict) or set(resume) != {"rows"} or not isinstance(
@@ -179,7 +181,7 @@ def parse(raw: str | bytes) -> ClientMessage:
         if "query" not in obj:
             raise WireError('a subscribe message carries "query"', name)
         return Subscribe(name, obj["query"], _check(obj.get("check"), name),
-                         _resume(obj.get("resume"), name))
+                         resume_rows(obj.get("resume"), name))
     return Reanchor(name, obj.get("after"), obj.get("limit"))
 
 
