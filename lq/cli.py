@@ -18,7 +18,7 @@ from types import ModuleType
 from lq import dev, gateway_cmd, shard_cmd, status_cmd, token_cmd
 from lq.chaos import command as chaos_cmd
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "missing_extra"]
 
 DISTRIBUTION = "lq-cluster"
 BENCH_EXTRA = "bench"
@@ -30,6 +30,8 @@ BENCHES: dict[str, tuple[str, str]] = {
     "http": ("lq.bench.http", "single-row PUT through the gateway vs. a bare SET endpoint"),
     "gateway": ("lq.bench.gateway",
                 "live fan-out, connections and delivery vs. a bare broadcast"),
+    "e2e": ("lq.bench.e2e",
+            "write -> WebSocket/SSE client latency through real processes; saturation"),
 }
 
 
@@ -58,7 +60,8 @@ def extra_packages(extra: str) -> set[str]:
     return names
 
 
-def _missing_extra(bench: str, package: str) -> None:
+def missing_extra(bench: str, package: str) -> None:
+    """Say on stderr that `lq bench <bench>` needs `package` of the bench extra."""
     print(
         f"lq bench {bench} needs {package!r}, which comes with the {BENCH_EXTRA!r} extra:\n"
         f"  pip install '{DISTRIBUTION}[{BENCH_EXTRA}]'    (from a checkout: "
@@ -117,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     bench = _selected_bench(words)
     if bench in BENCHES and isinstance(missing := load_bench(bench), str):
-        _missing_extra(bench, missing)
+        missing_extra(bench, missing)
         return 2
     parser = build_parser(words)
     args = parser.parse_args(words)
