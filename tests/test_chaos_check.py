@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from lq_client.view import digest
 
 from lq.chaos import compare
 from lq.chaos.check import SubCheck
@@ -103,6 +104,36 @@ def test_a_new_life_starts_seq_over() -> None:
     for i, m in enumerate(GOOD[:4]):
         sub.apply(m, 2000.0 + i)
     assert sub.anomalies == [] and sub.lives == 2
+
+
+def test_a_reconnect_declares_a_synced_list_and_a_resume_keeps_it() -> None:
+    sub = _run(GOOD)
+    sub.new_life(keep=True)
+    message = sub.subscribe_message("ws-0.s0.2")
+    assert message["resume"] == {"rows": [("a", 7), ("b", 6)]} and sub.declared == 1
+    resume = _stream({"op": "resume", "count": 2},
+                     {"op": "update", "id": "b", "version": 9, "row": {"n": 8}, "from": 1,
+                      "to": 1, "cursor": "x"},
+                     {"op": "synced", "count": 2, "digest": digest([("a", 7), ("b", 9)])})
+    for i, m in enumerate(resume):
+        sub.apply(m, 2000.0 + i)
+    assert sub.anomalies == [] and len(sub.resumes) == 1 and len(sub.resets) == 1
+    assert sub.restarts == [1000.0, 2000.0] and sub.snapshots[-1].reset_t == 2000.0
+    assert sub.listed() == (("a", 7, {"n": 10}), ("b", 9, {"n": 8}))
+
+
+def test_a_life_started_over_declares_nothing_and_a_resume_then_is_a_violation() -> None:
+    sub = _run([*GOOD[:3], {**GOOD[4], "seq": 6}])  # a gap: broken
+    sub.new_life(keep=True)
+    assert "resume" not in sub.subscribe_message("ws-0.s0.2") and sub.declared == 0
+    sub.apply({"type": "delta", "sub": "c", "seq": 1, "op": "resume", "count": 2}, 2000.0)
+    assert _kinds(sub) == ["gap", "protocol"]
+    missed = _run(GOOD)
+    missed.new_life(keep=True)
+    missed.subscribe_message("ws-0.s0.2")
+    missed.apply({"type": "delta", "sub": "c", "seq": 1, "op": "reset",
+                  "reason": "resume_miss"}, 2000.0)
+    assert missed.misses == 1 and missed.anomalies == []
 
 
 # -- lists against the model and the HTTP query

@@ -22,6 +22,12 @@ connection it had (a *life*: one subscription on one connection, where `seq` sta
 After a violation the subscription is *broken*: nothing more is applied until the
 client starts it over (a new life), so one fault is counted once, not once per message
 after it. Every `synced` leaves a `Snapshot` of the list for the runner to compare.
+
+A reconnect keeps a synced window list and declares it (`subscribe_message`: a
+state-diff resume, PROTOCOL.md section 3); the server's `resume` then takes the place
+of a `reset` (a *restart* of the list, as far as the runner's checks go: the ops that
+follow and the digested `synced` are checked like a snapshot), and is counted apart.
+A life started over after a violation declares nothing.
 """
 
 from __future__ import annotations
@@ -84,6 +90,9 @@ class SubCheck:
     rewinds: list[Rewind] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)  # taken by the runner
     resets: list[float] = field(default_factory=list)  # times of every reset
+    resumes: list[float] = field(default_factory=list)  # times of every resume
+    declared: int = 0  # lives that declared their list (a resume asked for)
+    misses: int = 0  # of those, answered with a reset (`resume_miss`)
     reasons: Counter[str] = field(default_factory=Counter)  # resets by their reason
     synced: list[float] = field(default_factory=list)  # times of every synced
     versions: dict[str, int] = field(default_factory=dict)  # newest seen, whole run
@@ -102,13 +111,31 @@ class SubCheck:
     def listed(self) -> Listed:
         return tuple((r.id, r.version, r.values) for r in self.view.current())
 
-    def new_life(self) -> None:
-        """A new subscription on a new connection (or a restart): seq from 1, a reset
-        due first."""
+    @property
+    def restarts(self) -> list[float]:
+        """Times the list was derived anew from the server's state: resets and resumes."""
+        return sorted(self.resets + self.resumes)
+
+    def new_life(self, keep: bool = False) -> None:
+        """A new subscription on a new connection (or a start over): seq from 1, a reset
+        due first, or a resume when `keep` and the list was synced and trusted."""
         self.seq = 0
         self.lives += 1
+        if keep and not self.broken:
+            self.view.restart()
+        else:
+            self.view.drop()
         self.broken = False
-        self.view.drop()
+
+    def subscribe_message(self, wire: str, max_bytes: int = 60_000) -> dict[str, Any]:
+        """The subscribe of a new life named `wire`: it declares the list when it is
+        resumable and the declaration fits `max_bytes` (the frame maximum, with room)."""
+        message: dict[str, Any] = {"type": "subscribe", "sub": wire, "query": self.query}
+        rows = self.view.held()
+        if rows is not None and sum(2 * len(i.encode()) + 24 for i, _ in rows) < max_bytes:
+            message["resume"] = {"rows": rows}
+            self.declared += 1
+        return message
 
     def _flag(self, kind: str, t: float, detail: str) -> None:
         self.anomalies.append(Anomaly(kind, self.name, t, detail))
@@ -135,6 +162,11 @@ class SubCheck:
             self.reset_t = t
             self.resets.append(t)
             self.reasons[str(m.get("reason", "unknown"))] += 1
+            self.misses += m.get("reason") == "resume_miss"
+        elif op == "resume" and not self.broken:
+            self.since_reset = {}
+            self.reset_t = t
+            self.resumes.append(t)
         elif self.broken:
             return
         if not self._versions(m, op, t):

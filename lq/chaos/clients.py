@@ -5,7 +5,8 @@ gateway at a time, and moves to the next gateway of its list when its connection
 fails (a killed or draining gateway). Invariants:
 - every live message is checked as it arrives, with the wall-clock time of its arrival;
 - a subscription found broken is started over at once under a new wire name (a new
-  life), as a careful application would, so the run goes on checking it;
+  life), as a careful application would, so the run goes on checking it; after a
+  reconnect, a window list that was synced declares itself (a state-diff resume);
 - reconnects are bounded: a pause of 0.2 s doubling to 2 s between tries, and every
   loop ends when the run's `stop` event is set;
 - the slow-consumer fault closes the `reading` gate, until it opens again: a WebSocket
@@ -87,11 +88,10 @@ class WsClient(Client):
     def _wire_name(sub: SubCheck) -> str:
         return f"{sub.name}.{sub.lives}"
 
-    async def _subscribe(self, ws: ClientConnection, sub: SubCheck) -> None:
-        sub.new_life()
+    async def _subscribe(self, ws: ClientConnection, sub: SubCheck, keep: bool) -> None:
+        sub.new_life(keep)
         self.wire[self._wire_name(sub)] = sub
-        await ws.send(orjson.dumps({"type": "subscribe", "sub": self._wire_name(sub),
-                                    "query": sub.query}).decode())
+        await ws.send(orjson.dumps(sub.subscribe_message(self._wire_name(sub))).decode())
 
     async def _session(self, url: str, stop: asyncio.Event) -> bool:
         host, port = url.removeprefix("http://").split(":")
@@ -109,8 +109,8 @@ class WsClient(Client):
                 self.ws, self.wire = ws, {}
                 self.connects += 1
                 served = True
-                for sub in self.subs:
-                    await self._subscribe(ws, sub)
+                for sub in self.subs:  # a reconnect: declare the synced lists
+                    await self._subscribe(ws, sub, keep=True)
                 async with asyncio.TaskGroup() as group:
                     reader = group.create_task(self._read(ws))
                     stopper = group.create_task(stop.wait())
@@ -140,7 +140,7 @@ class WsClient(Client):
             self.note_error(m)
             if sub is not None and m.get("code") in ("overloaded", "internal"):
                 await asyncio.sleep(0.2)  # a subscribe refused for now: ask again
-                await self._subscribe(ws, sub)
+                await self._subscribe(ws, sub, keep=True)
             return
         if kind != "delta" or sub is None:
             return
@@ -149,4 +149,4 @@ class WsClient(Client):
             self.wire.pop(self._wire_name(sub), None)
             await ws.send(orjson.dumps({"type": "unsubscribe",
                                         "sub": self._wire_name(sub)}).decode())
-            await self._subscribe(ws, sub)
+            await self._subscribe(ws, sub, keep=False)

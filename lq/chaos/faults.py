@@ -64,7 +64,8 @@ class FaultRecord:
     lost: int = 0  # acknowledged writes the scan after it found lost
     scanned: float = 0.0  # when (wall clock) that scan ended
     recovery: float | None = None  # seconds from the start to the last synced after it
-    resets: int = 0
+    resets: int = 0  # lists it reset
+    resumes: int = 0  # lists only resumed (no reset)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

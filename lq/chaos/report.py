@@ -38,13 +38,16 @@ def measure_recovery(out: Outcome) -> None:
     for i, rec in enumerate(records):
         until = records[i + 1].start if i + 1 < len(records) else float("inf")
         last: float | None = None
-        rec.resets = 0
+        rec.resets = rec.resumes = 0
         for sub in out.subs:
-            resets = [t for t in sub.resets if rec.start <= t < until]
-            if not resets:
+            restarts = [t for t in sub.restarts if rec.start <= t < until]
+            if not restarts:
                 continue
-            rec.resets += 1
-            after = [t for t in sub.synced if t >= resets[-1]]
+            if any(rec.start <= t < until for t in sub.resets):
+                rec.resets += 1
+            else:
+                rec.resumes += 1
+            after = [t for t in sub.synced if t >= restarts[-1]]
             done = after[0] if after else float("inf")
             last = done if last is None else max(last, done)
         rec.recovery = None if last is None else last - rec.start
@@ -83,6 +86,8 @@ def _recovery_rows(records: list[FaultRecord]) -> list[Row]:
                  if times else "no reset")
         lost = sum(r.lost for r in mine)
         note = f"{len(mine)} faults; {sum(r.resets for r in mine)} lists reset"
+        resumed = sum(r.resumes for r in mine)
+        note += f", {resumed} only resumed" if resumed else ""
         note += f", {lost} acknowledged writes lost" if lost else ""
         out.append((f"recovery: {kind}", value, note))
     return out
@@ -108,6 +113,9 @@ def rows(out: Outcome) -> list[Row]:
          f"({w.stats.unknown_applied} applied); {w.stats.refused} refused (expired)"),
         ("messages delivered", f"{sum(sub.messages for sub in out.subs):,}",
          f"{sum(len(sub.resets) for sub in out.subs)} resets"),
+        ("resumes (no snapshot)", str(sum(len(sub.resumes) for sub in out.subs)),
+         f"of {sum(sub.declared for sub in out.subs)} reconnects that declared their list; "
+         f"{sum(sub.misses for sub in out.subs)} answered resume_miss"),
         ("resets by reason", "", ", ".join(f"{k} {n}" for k, n in sum(
             (sub.reasons for sub in out.subs), Counter()).most_common())),
         ("faults", str(len(out.records)),

@@ -132,7 +132,7 @@ class _Loop:
                     f"the lists holding lost writes were reset")
                 continue
             for sub, rows in holders:
-                if not any(rec.scanned <= t < deadline for t in sub.resets):
+                if not any(rec.scanned <= t < deadline for t in sub.restarts):
                     sub.anomalies.append(Anomaly(
                         "divergence", sub.name, time.time(),
                         f"held {rows}, lost by Redis in the {rec.fault.kind} fault at "
