@@ -166,6 +166,8 @@ class ShardSettings:
     tail_count: int = _f(500, "most log entries read per partition per read")
     control_block_ms: int = _f(500, "longest blocking read of the control stream")
     claim_concurrency: int = _f(4, "partitions claimed at once")
+    resume_max_entries: int = _f(
+        5000, "most change-log entries a changes-mode resume reads after its position")
     publish_max_bytes: int = _f(8 * 1024 * 1024, "most delta bytes buffered per gateway")
     expiry_interval_ms: int = _f(500, "period of the TTL sweep")
     gateway_grace_ms: int = _f(60_000, "a gateway gone this long loses its registrations")

@@ -3,8 +3,10 @@
 The view keeps no per-row state: whether the row matched before a change is decided by
 its previous values, which the collection hands in, so the "set of matching ids" of the
 design is the collection itself filtered by the predicate. Invariant: one change sends
-at most one message (`match`, `update` or `unmatch`). The snapshot is the first `limit`
-matching rows in the sort's order and `synced` says whether more matched.
+at most one message (`match`, `update` or `unmatch`), which the collection stamps with
+the change's log position (`stamps_pos`). The snapshot is the first `limit` matching
+rows in the sort's order and `synced` says whether more matched; the runtime adds its
+log position (PROTOCOL.md section 3, "Log position").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class ChangesView(View):
     """One changes-mode query shape over a collection."""
 
     __slots__ = ()
+    stamps_pos = True
 
     def refresh(self) -> None:
         self._snapshot = None

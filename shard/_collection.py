@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cluster import logpos
 from cluster.query import CursorSigner, Mode, Query
 
 from ._changes import ChangesView
@@ -104,6 +105,10 @@ class Collection:
         dead = self._dead.get(rid)
         return version <= (self._floor if dead is None else dead)
 
+    def gone(self, rid: str) -> int | None:
+        """The version of the remembered delete of `rid` (None: not remembered)."""
+        return self._dead.get(rid)
+
     def apply(self, change: Change) -> list[ViewDelta]:
         """Apply one change; the deltas of every view it affects (none if stale)."""
         rid, version, new = change.id, change.version, change.values
@@ -125,10 +130,13 @@ class Collection:
         for points in self._points.values():
             points.update(rid, old, new)
         out: list[ViewDelta] = []
+        pos = logpos.encode(change.stream_id, version) if change.stream_id else None
         for view in self._dispatch.candidates(old, new):
             view.offered += 1
             msgs = view.apply(rid, version, old, new)
             if msgs:
+                if pos is not None and view.stamps_pos:
+                    msgs[-1]["pos"] = pos  # a fresh message of this view's own
                 out.append(view.emit(msgs))
         return out
 

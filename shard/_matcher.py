@@ -14,7 +14,9 @@ from typing import Any
 
 from cluster.query import CursorSigner, Query
 
+from ._changes import ChangesView
 from ._collection import Collection
+from ._resume import resume_frame
 from ._types import Change, Frame, MatcherSettings, Row, ViewDelta
 from ._view import SnapshotCache, View
 
@@ -68,13 +70,31 @@ class Matcher:
 
     def subscribe(self, sub_id: str, tenant: str, query: Query, route: str = "") -> Frame:
         """Join `query`'s view (made if new); its snapshot. A known `sub_id` moves over."""
+        return self.join(sub_id, tenant, query, route).snapshot()
+
+    def join(self, sub_id: str, tenant: str, query: Query, route: str = "") -> View:
+        """`subscribe` without making the snapshot (a resume sends none): the view."""
         if sub_id in self._subs:
             self.unsubscribe(sub_id)
         coll = self._collection(tenant, query.entity)
         view = coll.view(query)
         view.join(sub_id, route)
         self._subs[sub_id] = (coll, view)
-        return view.snapshot()
+        return view
+
+    def resume(
+        self, sub_id: str, tenant: str, query: Query, route: str, pos: str,
+        changed: list[tuple[str, int]], now_pos: str,
+    ) -> Frame | None:
+        """Join `query`'s view (a changes-mode one) and answer with the log-position
+        resume from `pos` (`_resume.resume_frame`; `changed` as read from the log after
+        it); None when it cannot resume (a window view, or more rows than `limit`): the
+        subscription is joined anyway and `snapshot(sub_id)` serves it."""
+        view = self.join(sub_id, tenant, query, route)
+        if not isinstance(view, ChangesView):
+            return None
+        coll = self._subs[sub_id][0]
+        return resume_frame(view, pos, changed, now_pos, coll.gone)
 
     def unsubscribe(self, sub_id: str) -> bool:
         """Leave the subscription's view (dropped when empty); False if unknown."""

@@ -66,16 +66,22 @@ class Frame(NamedTuple):
     messages: Sequence[Message]
     payload: bytes
 
-    def because(self, reason: str) -> Frame:
+    def because(self, reason: str, pos: str | None = None) -> Frame:
         """This snapshot frame with its leading `reset` saying why (PROTOCOL.md section
-        3): the shared frame stays as it is, the copy costs one copy of the payload."""
-        first = self.messages[0]
-        if first.get("op") != "reset" or not self.payload.startswith(_RESET):
+        3) and, given `pos`, its closing `synced` naming that log position (changes
+        mode): the shared frame stays as it is, the copy costs one copy of the payload."""
+        first, last = self.messages[0], self.messages[-1]
+        if (first.get("op") != "reset" or not self.payload.startswith(_RESET)
+                or last.get("op") != "synced" or not self.payload.endswith(b"}]")):
             raise ValueError("not a snapshot frame")
         head = {**first, "reason": reason}
-        payload = b"%b,\"reason\":%b}%b" % (_RESET[:-1], orjson.dumps(reason),
-                                             self.payload[len(_RESET):])
-        return Frame([head, *self.messages[1:]], payload)
+        body = self.payload[len(_RESET):]
+        messages = [head, *self.messages[1:]]
+        if pos is not None:
+            messages[-1] = {**last, "pos": pos}
+            body = b"%b,\"pos\":%b}]" % (body[:-2], orjson.dumps(pos))
+        payload = b"%b,\"reason\":%b}%b" % (_RESET[:-1], orjson.dumps(reason), body)
+        return Frame(messages, payload)
 
     @classmethod
     def of(cls, messages: list[Message]) -> Frame:

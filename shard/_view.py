@@ -53,6 +53,8 @@ class SnapshotCache:
 class View:
     """Base of `WindowView` and `ChangesView`: subscribers, routes, frames."""
 
+    stamps_pos = False  # its messages for a change carry the change's log position
+
     __slots__ = (
         "_cache",
         "_routes",

@@ -32,7 +32,9 @@ _TRIM = _lua.load("ctrl_trim")
 
 @dataclass(frozen=True, slots=True)
 class ControlMessage:
-    """One control entry: `hops` counts forwards (a shard forwards at most once)."""
+    """One control entry: `hops` counts forwards (a shard forwards at most once);
+    `pos`, on a subscribe only, the log position a changes-mode client resumes from
+    (`cluster.logpos`; shards older than it ignore the field)."""
 
     entry_id: str
     op: str
@@ -40,6 +42,7 @@ class ControlMessage:
     rid: str
     gw: str
     hops: int
+    pos: str | None = None
 
 
 def _parse(sid: bytes, fields: dict[bytes, bytes]) -> ControlMessage | None:
@@ -54,6 +57,7 @@ def _parse(sid: bytes, fields: dict[bytes, bytes]) -> ControlMessage | None:
             fields[b"rid"].decode(),
             fields[b"gw"].decode(),
             int(fields.get(b"hops", b"0")),
+            fields[b"pos"].decode() if op == "subscribe" and b"pos" in fields else None,
         )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
@@ -76,11 +80,14 @@ class Control:
             return False
         return True
 
-    async def send(self, shard_id: str, op: str, p: int, rid: str, gw: str, hops: int = 0) -> str:
+    async def send(self, shard_id: str, op: str, p: int, rid: str, gw: str, hops: int = 0,
+                   pos: str | None = None) -> str:
         """Append a message (no MAXLEN: only the shard trims); returns its entry id."""
         if op not in OPS:
             raise ValueError(f"unknown control op {op!r}")
-        fields = {"op": op, "p": p, "rid": rid, "gw": gw, "hops": hops}
+        fields: dict[str, str | int] = {"op": op, "p": p, "rid": rid, "gw": gw, "hops": hops}
+        if pos is not None and op == "subscribe":
+            fields["pos"] = pos
         sid = await self.client.xadd(self.keys.ctrl(shard_id), fields)  # type: ignore[arg-type]
         return sid.decode() if isinstance(sid, bytes) else str(sid)
 

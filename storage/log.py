@@ -58,8 +58,35 @@ class ChangeLog:
 
     async def mark(self, p: int) -> tuple[str, int]:
         """The log's current end as a position, and Redis time in ms."""
-        position, now = await _MARK(self.client, [self.keys.events(p)], [self.settings.log_maxlen])
+        position, now, _ = await _MARK(
+            self.client, [self.keys.events(p)], [self.settings.log_maxlen])
         return position.decode(), int(now)
+
+    async def end(self, p: int) -> tuple[str, int]:
+        """The log's current end as a position, and the version its entry logged (0 for
+        a marker): the two parts of a `cluster.logpos` pos."""
+        position, _, version = await _MARK(
+            self.client, [self.keys.events(p)], [self.settings.log_maxlen])
+        return position.decode(), int(version)
+
+    async def changed_since(
+        self, p: int, stream_id: str, version: int, tenant: str, entity: str, most: int
+    ) -> list[tuple[str, int]] | None:
+        """(row id, version) of every change of (tenant, entity) logged after the entry
+        `stream_id`, in log order, up to the log's end; None when that entry is gone or
+        logged another write than `version` (a lost entry whose id was given again), or
+        when more than `most` entries (of any collection) follow it. Values are not read
+        beyond the fields named, so the cost is the entries' count."""
+        key = self.keys.events(p)
+        pipe: Any = self.client.pipeline(transaction=False)
+        pipe.xrange(key, stream_id, stream_id, count=1)
+        pipe.xrange(key, f"({stream_id}", "+", count=most + 1)
+        at, after = await pipe.execute()
+        if not at or int(at[0][1].get(b"v", b"0")) != version or len(after) > most:
+            return None
+        t, e = tenant.encode(), entity.encode()
+        return [(f[b"i"].decode(), int(f[b"v"])) for _, f in after
+                if f.get(b"t") == t and f.get(b"e") == e and b"i" in f]
 
     async def entry_exists(self, p: int, position: str) -> bool:
         found = await self.client.xrange(self.keys.events(p), position, position, count=1)

@@ -41,11 +41,13 @@ Wanted = Callable[[str, str], bool]
 @dataclass(frozen=True, slots=True)
 class TailRead:
     """Wanted changes per partition (in log order), the new position of every partition
-    that advanced, and the partitions whose position was trimmed away."""
+    that advanced (and the version its entry logged, 0 for a marker: with the position,
+    a `cluster.logpos` pos), and the partitions whose position was trimmed away."""
 
     changes: dict[int, list[Change]] = field(default_factory=dict)
     positions: dict[int, str] = field(default_factory=dict)
     trimmed: frozenset[int] = frozenset()
+    versions: dict[int, int] = field(default_factory=dict)
 
 
 def decode(entries: list[Entry], wanted: Wanted | None) -> list[Change]:
@@ -118,14 +120,16 @@ class PartitionTail:
         trimmed = await self._trimmed(full, positions)
         changes: dict[int, list[Change]] = {}
         moved: dict[int, str] = {}
+        versions: dict[int, int] = {}
         for p, entries in raw.items():
             if p in trimmed or not entries:
                 continue
             moved[p] = entries[-1][0].decode()
+            versions[p] = int(entries[-1][1].get(b"v", b"0"))
             found = decode(entries, wanted)
             if found:
                 changes[p] = found
-        return TailRead(changes, moved, frozenset(trimmed))
+        return TailRead(changes, moved, frozenset(trimmed), versions)
 
     async def _block(
         self, positions: Mapping[int, str], count: int, block_ms: int

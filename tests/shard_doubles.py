@@ -77,6 +77,23 @@ class MemoryStore:
         position = log[-1][0] if log else self._append(p, None)
         return position, 1_700_000_000_000
 
+    async def end(self, p: int) -> tuple[str, int]:
+        position, _ = await self.mark(p)
+        change = self.logs[p][-1][1]
+        return position, 0 if change is None else change.version
+
+    async def changed_since(
+        self, p: int, stream_id: str, version: int, tenant: str, entity: str, most: int
+    ) -> list[tuple[str, int]] | None:
+        at = [c for sid, c in self.logs.get(p, []) if sid == stream_id]
+        if not at or (0 if at[0] is None else at[0].version) != version:
+            return None
+        after = self._after(p, stream_id, None)
+        if len(after) > most:
+            return None
+        return [(c.id, c.version) for _, c in after
+                if c is not None and (c.tenant, c.entity) == (tenant, entity)]
+
     async def load_collection(self, tenant: str, entity: str, *,
                               since: str | None = None) -> Loaded:
         p = partition_of(tenant, entity)
@@ -100,6 +117,7 @@ class MemoryStore:
         await asyncio.sleep(0)
         changes: dict[int, list[Change]] = {}
         moved: dict[int, str] = {}
+        versions: dict[int, int] = {}
         trimmed: set[int] = set()
         for p, position in positions.items():
             if _seq_of(position) < self.trimmed_before.get(p, 0):
@@ -109,11 +127,13 @@ class MemoryStore:
             if not entries:
                 continue
             moved[p] = entries[-1][0]
+            last = entries[-1][1]
+            versions[p] = 0 if last is None else last.version
             found = [c for _, c in entries
                      if c is not None and (wanted is None or wanted(c.tenant, c.entity))]
             if found:
                 changes[p] = found
-        return TailRead(changes, moved, frozenset(trimmed))
+        return TailRead(changes, moved, frozenset(trimmed), versions)
 
     def _after(self, p: int, position: str, count: int | None) -> list[Entry]:
         after = [e for e in self.logs.get(p, []) if _seq_of(e[0]) > _seq_of(position)]

@@ -12,7 +12,13 @@ ports (`ports.RowSource`, `ports.Registrations`, `ports.DeltaSink`). Invariants:
 - a registration is the truth: subscribe and reanchor re-read it, a missing one means
   drop; handling is idempotent by registry id;
 - a `Partition` handle names one claim: after a drop (or a re-claim, even under the
-  same epoch) calls with the old handle change nothing.
+  same epoch) calls with the old handle change nothing;
+- a changes-mode `synced` names the partition's applied position (`Partition.position`
+  and `version`), at or before what its snapshot holds; a subscribe that names a log
+  position is answered by a log-position resume (`Matcher.resume`) only when the log
+  still holds that very entry and at most `resume_max_entries` after it, read under the
+  partition lock up to the log's end (so past anything the collection holds), else by a
+  snapshot saying `resume_miss`. Claims, resyncs and reanchors never resume.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from cluster import logpos
 from cluster.errors import LiveQueryError
 from cluster.messages import Change, Registration
 from cluster.partition import partition_of
-from cluster.query import CursorSigner, Query, parse_query
+from cluster.query import CursorSigner, Mode, Query, parse_query
 from cluster.settings import QueryLimits
 from shard import Matcher, Row
 
@@ -46,8 +53,10 @@ class Engine:
         signer: CursorSigner,
         limits: QueryLimits,
         events: Events,
+        resume_max_entries: int = 5000,
     ) -> None:
         self._matcher = matcher
+        self._resume_max = resume_max_entries
         self._rows = rows
         self._registry = registry
         self._sink = sink
@@ -57,6 +66,7 @@ class Engine:
         self._partitions: dict[int, Partition] = {}
         self.changes_applied = 0
         self.resets: Counter[str] = Counter()  # snapshots sent, by their reset's reason
+        self.resumes = 0  # subscribes answered by a log-position resume (no snapshot)
         self.claim_seconds: list[float] = []
 
     # -- what is held
@@ -91,7 +101,7 @@ class Engine:
         """The matcher's counts, plus partitions served and changes applied."""
         out: dict[str, Any] = dict(self._matcher.stats())
         out.update(partitions=len(self.serving()), changes=self.changes_applied,
-                   resets=dict(self.resets))
+                   resets=dict(self.resets), resumes=self.resumes)
         return out
 
     # -- partitions
@@ -103,7 +113,7 @@ class Engine:
         part = Partition(p, epoch)
         self._partitions[p] = part
         async with part.lock:
-            part.position, _ = await self._rows.mark(p)
+            part.position, part.version = await self._rows.end(p)
             regs = await self._registry.by_partition(p)
             for reg in regs.values():
                 if self._partitions.get(p) is not part:
@@ -151,9 +161,11 @@ class Engine:
 
     # -- changes
 
-    async def advance(self, p: int, since: str, changes: Iterable[Change], position: str) -> None:
-        """Apply tailed changes of `p`, read from `since`, and move it to `position`;
-        nothing when `p` was dropped, re-claimed or moved since the read was built."""
+    async def advance(self, p: int, since: str, changes: Iterable[Change], position: str,
+                      version: int = 0) -> None:
+        """Apply tailed changes of `p`, read from `since`, and move it to `position`
+        (whose entry logged `version`); nothing when `p` was dropped, re-claimed or moved
+        since the read was built."""
         part = self._partitions.get(p)
         if part is None or not part.serving or part.position != since:
             return  # the next read starts over from the current position
@@ -166,7 +178,7 @@ class Engine:
                     self.changes_applied += 1
                     if deltas:
                         self._sink.send(p, part.epoch, deltas)
-                part.position = position
+                part.position, part.version = position, version
 
     async def flush(self) -> None:
         """Publish what the changes and snapshots so far produced."""
@@ -175,10 +187,10 @@ class Engine:
     # -- subscriptions
 
     async def subscribe(self, part: Partition, rid: str, *, refresh: bool,
-                        reason: str = "subscribe") -> None:
+                        reason: str = "subscribe", pos: str | None = None) -> None:
         """Serve `rid` from its registration. `refresh` (reanchor/resync): snapshot again
         even when it is already served; otherwise a live `rid` is a no-op. `reason` is
-        its reset's (the control op)."""
+        its reset's (the control op). `pos`: a subscribe's log position to resume from."""
         async with part.lock:
             if rid in part.subs and not refresh:
                 return
@@ -187,7 +199,7 @@ class Engine:
                 self._unsubscribe(part, rid)
                 return
             if self._partitions.get(part.p) is part:
-                await self._start(part, reg, reason)
+                await self._start(part, reg, reason, None if refresh else pos)
 
     async def unsubscribe(self, part: Partition, rid: str) -> None:
         async with part.lock:
@@ -228,21 +240,50 @@ class Engine:
         for change in loaded.changes:
             self._matcher.apply(change)
 
-    async def _start(self, part: Partition, reg: Registration, reason: str) -> None:
+    async def _changed_since(self, part: Partition, reg: Registration, query: Query,
+                             pos: str) -> list[tuple[str, int]] | None:
+        """The log's changes of the collection after `pos`, if it can be resumed from."""
+        named = logpos.decode(pos)
+        if named is None or query.mode is not Mode.CHANGES:
+            return None
+        sid, version = named
+        if logpos.sid_key(sid) > logpos.sid_key(part.position):
+            return None  # past what this shard applied: not a position it can vouch for
+        return await self._rows.changed_since(
+            part.p, sid, version, reg.tenant, query.entity, self._resume_max)
+
+    async def _start(self, part: Partition, reg: Registration, reason: str,
+                     pos: str | None = None) -> None:
         """Subscribe `reg` (caller holds the partition lock) and send its snapshot, its
-        reset saying `reason`."""
+        reset saying `reason`; or, given the `pos` of a new changes-mode subscription,
+        its log-position resume when it can (else the snapshot says `resume_miss`)."""
         query = self._query(reg)
         if query is None:
             return
         await self._ensure_collection(part, reg.tenant, query.entity)
+        changed = None
+        if pos is not None and reg.rid not in part.subs:
+            changed = await self._changed_since(part, reg, query, pos)
         if self._partitions.get(part.p) is not part:
             return  # dropped while loading
+        now_pos = logpos.encode(part.position, part.version)
+        resumed = None
         if reg.rid in part.subs:
             frame = self._matcher.reanchor(reg.rid, query)
+        elif changed is not None and pos is not None:
+            resumed = self._matcher.resume(reg.rid, reg.tenant, query, reg.gateway, pos,
+                                           changed, now_pos)
+            frame = resumed if resumed is not None else self._matcher.snapshot(reg.rid)
         else:
             frame = self._matcher.subscribe(reg.rid, reg.tenant, query, route=reg.gateway)
-        frame = frame.because(reason)
-        self.resets[reason] += 1
+        if resumed is not None:
+            self.resumes += 1
+        else:
+            if pos is not None:
+                reason = "resume_miss"
+            changes = query.mode is Mode.CHANGES
+            frame = frame.because(reason, now_pos if changes else None)
+            self.resets[reason] += 1
         part.subs[reg.rid] = SubInfo(reg.tenant, query.entity, reg.gateway)
         # Under the partition lock, so no delta of this view can overtake the snapshot.
         await self._sink.room(reg.gateway, len(frame.payload))

@@ -87,10 +87,11 @@ class ControlLoop:
             await self._engine.unsubscribe(part, msg.rid)
         else:
             await self._engine.subscribe(part, msg.rid, refresh=msg.op != "subscribe",
-                                         reason=msg.op)
+                                         reason=msg.op, pos=msg.pos)
 
     async def _forward(self, msg: ControlMessage) -> None:
         target = owner(msg.p, self._live())
         if msg.hops >= 1 or target is None or target == self._shard_id:
             return
-        await self._control.send(target, msg.op, msg.p, msg.rid, msg.gw, hops=msg.hops + 1)
+        await self._control.send(target, msg.op, msg.p, msg.rid, msg.gw, hops=msg.hops + 1,
+                                 pos=msg.pos)

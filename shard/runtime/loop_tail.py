@@ -68,7 +68,8 @@ class TailLoop:
             self._events.warning("log_trimmed", p=p)
             self._reclaim(p)
         for p, position in read.positions.items():
-            await engine.advance(p, positions[p], read.changes.get(p, ()), position)
+            await engine.advance(p, positions[p], read.changes.get(p, ()), position,
+                                 read.versions.get(p, 0))
         if read.positions:
             newest = max(int(pos.split("-")[0]) for pos in read.positions.values())
             self.lag_ms = max(0.0, self._clock.now_ms() - newest)

@@ -3,8 +3,10 @@
 CLAIMING -> SERVING -> DROPPED; nothing else. While CLAIMING, the change log is not
 tailed for the partition (its position is the claim's mark) and control messages for it
 wait for the claim. `position` is the id of the last log entry *applied* to the
-matcher; it only moves under `lock`, which also covers collection loads, so a load's
-replay always starts at or before what the tail will re-deliver.
+matcher, and `version` the version that entry logged (0 for a marker): together the
+`cluster.logpos` pos of a changes-mode `synced`; both only move under `lock`, which also
+covers collection loads, so a load's replay always starts at or before what the tail
+will re-deliver.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Partition:
     p: int
     epoch: int
     position: str = "0-0"
+    version: int = 0
     state: PartitionState = PartitionState.CLAIMING
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     claimed: asyncio.Event = field(default_factory=asyncio.Event)

@@ -35,6 +35,18 @@ class RowSource(Protocol):
         """The log's current end as a position (a real entry id), and the time in ms."""
         ...
 
+    async def end(self, p: int) -> tuple[str, int]:
+        """The log's current end as a position, and the version its entry logged."""
+        ...
+
+    async def changed_since(
+        self, p: int, stream_id: str, version: int, tenant: str, entity: str, most: int
+    ) -> list[tuple[str, int]] | None:
+        """(row id, version) of the changes of (tenant, entity) after the entry
+        `stream_id` up to the log's end; None when that entry is gone, logged another
+        write than `version`, or more than `most` entries follow it."""
+        ...
+
     async def load_collection(self, tenant: str, entity: str, *,
                               since: str | None = None) -> Loaded:
         """Every row of (tenant, entity), plus the changes of the log after `since`

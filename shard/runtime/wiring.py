@@ -73,7 +73,8 @@ async def build(
     publisher = Publisher(front.deltas, ownership.serving, s.shard_id, inc,
                           s.publish_max_bytes, events)
     registry = front.registry
-    engine = Engine(Matcher(signer), front.log, registry, publisher, signer, limits, events)
+    engine = Engine(Matcher(signer), front.log, registry, publisher, signer, limits, events,
+                    resume_max_entries=s.resume_max_entries)
     membership = front.membership
     claims = Claims(engine, ownership, group, s.claim_concurrency, events)
     clock = RedisClock()
