@@ -60,6 +60,7 @@ class SseStream:
         self.ring.clear()
         self.ring_bytes = 0
         self.sub.start_over(self.name)
+        self.outbox.wake.set()  # its response's next take catches it up: now, not at a keep-alive
 
     def replay_after(self, seq: int) -> list[bytes] | None:
         """The events after `seq` when they can all be replayed, else None."""
