@@ -132,6 +132,19 @@ class LiveCluster:
         self.procs.append(proc)
         return proc
 
+    def restart_gateway(self, i: int, **env: str) -> Proc:
+        """A new gateway process on gateway `i`'s port (a restart, or a deploy): the old
+        one is killed first if it still runs; it takes `i`'s place in `gateways`."""
+        old = self.gateways[i]
+        old.kill()
+        extra = {**FAST_GATEWAY, **self.gateway_env, **env}
+        cmd = [sys.executable, "-m", "lq", "gateway", "--port", str(old.port)]
+        proc = Proc(f"gateway-{i}-{len(self.procs)}", cmd, self._env(extra), self.dir)
+        proc.port = old.port
+        self.gateways[i] = proc
+        self.procs.append(proc)
+        return proc
+
     def wait_ready(self, timeout: float = 30) -> None:
         """Every started process answers its /readyz (shards: all partitions claimed)."""
         deadline = time.monotonic() + timeout
