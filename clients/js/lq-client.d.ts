@@ -265,6 +265,11 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Milliseconds between pings; a connection silent for a whole interval is dropped (20000). */
   heartbeat?: number;
+  /**
+   * SSE: the longest stream URL, in bytes, that may carry a view's list for a state-diff
+   * resume on reconnect; a longer URL leaves the list out (a snapshot). Default 8192.
+   */
+  sseUrlLimit?: number;
   /** For tests: the source of jitter (default Math.random). */
   random?: () => number;
   /** For tests: the clock and timers (default Date.now, setTimeout, clearTimeout). */

@@ -1051,8 +1051,11 @@ function parseFrame(data) {
 // ---------------------------------------------------------------------------- SSE
 
 /** Event names a stream uses: one per op, and the control messages. */
-const SSE_EVENTS = ["reset", "enter", "leave", "move", "update", "synced", "match", "unmatch",
-  "subscribed", "message"];
+const SSE_EVENTS = ["reset", "resume", "enter", "leave", "move", "update", "synced", "match",
+  "unmatch", "subscribed", "message"];
+/** The longest stream URL a view's declared list may make (bytes): what proxies commonly
+ * accept in a request line (nginx 8 KiB); PROTOCOL.md section 5, "How much fits". */
+const SSE_URL_LIMIT = 8 * 1024;
 /** Answers of the query probe that say a stream will never open (no retry helps). */
 const FINAL_REFUSALS = new Set([Forbidden, InvalidQuery, InvalidRequest, NotFound]);
 
@@ -1063,7 +1066,11 @@ const FINAL_REFUSALS = new Set([Forbidden, InvalidQuery, InvalidRequest, NotFoun
  * never the token in the URL) and, when it continues one, `last_event_id`, so the
  * gateway resumes after the last event seen without a snapshot where it still can;
  * a stream that the gateway started over (a new name in its event ids) restarts the
- * view's list. A stream is closed by the client on every failure (a dead ticket is
+ * view's list. Every reopen that continues also declares the view's list (`resume`, a
+ * state-diff resume, PROTOCOL.md section 5) when it can be declared and the whole URL
+ * stays within `sseUrlLimit`: a gateway that cannot continue then sends the difference,
+ * not a snapshot. A stream that declared and did not open is retried once without the
+ * list (a gateway older than `resume` refuses the parameter). A stream is closed by the client on every failure (a dead ticket is
  * never retried by the browser) and reopened: at once after `token_expired` or a
  * token refresh, with backoff after a transport error.
  */
@@ -1137,9 +1144,12 @@ class SseStream {
     this.timer = null; // the next reopen or refresh
     this.closed = false;
     this.generation = 0; // bumps on every open: late callbacks of older ones are ignored
+    this.declared = false; // the current stream's URL declared the view's list
+    this.skipDeclare = false; // the last stream declared and did not open: not this time
   }
 
-  /** Open a stream: continuing after `lastEventId` when `resume`, else afresh. */
+  /** Open a stream: continuing after `lastEventId` (and declaring the list) when
+   * `resume`, else afresh. */
   async open(resume) {
     const client = this.client;
     const generation = ++this.generation;
@@ -1159,18 +1169,28 @@ class SseStream {
     if (generation !== this.generation || this.closed) return;
     this.token = token;
     try {
-      this.es = new client._EventSource(this.url(ticket));
+      this.es = new client._EventSource(this.url(ticket, resume));
     } catch (e) {
       return this.failed(new Unavailable("unavailable", `EventSource: ${e}`), token);
     }
     this.listen(this.es, generation);
   }
 
-  url(ticket) {
+  /**
+   * The stream's URL: the query, the ticket, `last_event_id` when continuing, and with
+   * `declare` the view's list as `resume` when it can be declared and the whole URL fits
+   * in `sseUrlLimit` (`declared` says whether it went in).
+   */
+  url(ticket, declare) {
     const params = [`q=${encodeURIComponent(JSON.stringify(this.view.query))}`,
       `ticket=${encodeURIComponent(ticket)}`];
     if (this.lastEventId) params.push(`last_event_id=${encodeURIComponent(this.lastEventId)}`);
-    return `${this.client._url}/v1/sse?${params.join("&")}`;
+    const url = `${this.client._url}/v1/sse?${params.join("&")}`;
+    const rows = declare && !this.skipDeclare ? this.view._declarable() : null;
+    this.skipDeclare = false;
+    const declaring = rows === null ? url : `${url}&resume=${encodeURIComponent(JSON.stringify(rows))}`;
+    this.declared = rows !== null && declaring.length <= this.client._sseUrlLimit;
+    return this.declared ? declaring : url;
   }
 
   listen(es, generation) {
@@ -1202,9 +1222,9 @@ class SseStream {
     }
     const id = e.lastEventId || "";
     const name = message.type === "subscribed" ? message.sub : id.slice(0, id.lastIndexOf("."));
-    if (name && name !== this.name) { // a new stream, or one started over: seq from 1, reset next
-      this.name = name;
-      this.view._restart();
+    if (name && name !== this.name) { // a new stream, or one started over: seq from 1, and
+      this.name = name; // a reset next, or a resume of the list the URL declared
+      this.view._restart(this.declared);
       this.view._ack();
     }
     if (id) this.lastEventId = id;
@@ -1239,6 +1259,7 @@ class SseStream {
     }
     const wasUp = this.up;
     this.lost = true;
+    this.skipDeclare = !wasUp && this.declared; // perhaps a gateway that refuses `resume`
     this.drop();
     if (wasUp) this.later(this.client._backoff.delay(this.retry++, this.client._random));
     else this.diagnose();
@@ -1446,6 +1467,7 @@ export class LiveClient extends Emitter {
     this._clock = options.clock ?? realClock;
     this._connectTimeout = options.connectTimeout ?? 5000;
     this._heartbeat = options.heartbeat ?? 20000;
+    this._sseUrlLimit = options.sseUrlLimit ?? SSE_URL_LIMIT;
     this._status = "connecting";
     this._views = new Set();
     this._counter = 0;
@@ -1680,6 +1702,8 @@ export class LiveClient extends Emitter {
  * @property {Backoff|{first?: number, cap?: number, factor?: number, jitter?: number}} [backoff]
  * @property {number} [connectTimeout] ms for the WebSocket to say `ready` (default 5000)
  * @property {number} [heartbeat] ms between pings; a silent interval drops the connection (20000)
+ * @property {number} [sseUrlLimit] SSE: the longest stream URL (bytes) that may carry the
+ *   view's list for a state-diff resume; a longer one leaves it out (default 8192)
  * @property {() => number} [random] for tests: the source of jitter (default Math.random)
  * @property {{now(): number, setTimeout(fn: () => void, ms: number): any,
  *   clearTimeout(t: any): void}} [clock] for tests: the clock and timers
