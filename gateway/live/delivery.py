@@ -9,7 +9,8 @@ it, so the shard is tested against the rules that users run.
 Invariants:
 - **Fence.** A subscription keeps the newest epoch it accepted. A group of an older
   epoch is dropped. A newer epoch is accepted only from a group that starts with
-  `reset`; a newer epoch without one means its `reset` was lost, so the group is dropped
+  `reset` (or `resume`, which starts a subscription's stream as a `reset` does:
+  `starts`); a newer epoch without one means its `reset` was lost, so the group is dropped
   and a resync is due. While a `reset` is awaited (PENDING, RESETTING), only a group
   that starts with `reset` passes, so a client never sees a delta that does not follow
   from the list it holds. CLOSED is final and passes nothing.
@@ -42,10 +43,20 @@ __all__ = [
     "SubFence",
     "Verdict",
     "gap_targets",
+    "starts",
 ]
 
 Source = tuple[str, str]
 """(shard id, incarnation): who sent a frame."""
+
+
+_STARTS = frozenset({"reset", "resume"})
+
+
+def starts(op: str) -> bool:
+    """Whether a group whose first op is `op` starts a subscription's stream (a
+    snapshot's `reset`, or a resume's `resume`): what the fence treats as a reset."""
+    return op in _STARTS
 
 
 class Phase(enum.Enum):

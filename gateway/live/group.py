@@ -21,7 +21,7 @@ from .wire import delta_body
 __all__ = ["Group", "read_all"]
 
 # What `read` refused: no list takes it (`step` refuses the op in either mode).
-_REFUSED: Delta = ("refused", "", 0, None, None, None, None, False)
+_REFUSED: Delta = ("refused", "", 0, None, None, None, None, False, None)
 
 
 def read_all(messages: Sequence[dict[str, Any]]) -> list[Delta]:

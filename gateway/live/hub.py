@@ -188,8 +188,9 @@ class Hub:
         if target is None:
             return  # no live shard: a shard that claims the partition serves the registry
         self._sent_to[sub.rid] = target
+        pos = sub.resume_pos if op == "subscribe" else None  # a changes-mode resume's
         await self._call(
-            lambda: self._control().send(target, op, sub.p, sub.rid, self.gateway_id)
+            lambda: self._control().send(target, op, sub.p, sub.rid, self.gateway_id, pos=pos)
         )
 
     async def _send_or_later(self, sub: Subscription, op: str) -> None:

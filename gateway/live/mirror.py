@@ -121,8 +121,10 @@ class Mirror:
         for r in ordered:
             body = {"op": "match", "id": r.id, "version": r.version, "row": r.values}
             out.append(("match", dumps(body)[1:]))
-        synced = {"op": "synced", "count": len(ordered), "truncated": False}
-        out.append(("synced", dumps(synced)[1:]))
+        closing: dict[str, Any] = {"op": "synced", "count": len(ordered), "truncated": False}
+        if view.pos is not None:  # the log position of the last message it applied
+            closing["pos"] = view.pos
+        out.append(("synced", dumps(closing)[1:]))
         return out
 
     def check(self) -> bytes | None:

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
+from cluster import logpos
 from cluster.errors import Forbidden, InvalidQuery, StorageUnavailable
 from cluster.logfmt import emit
 from cluster.loops import guarded
@@ -246,6 +247,7 @@ class LiveService:
     async def open(
         self, who: Principal, sub: str, raw_query: Any, outbox: Outbox,
         check_s: int | None = None, resume: list[Any] | None = None,
+        resume_pos: str | None = None,
     ) -> Subscription:
         """Validate, check scope, register and request the snapshot of a subscription
         (with a `check` every `check_s` seconds, window mode only; answered by a
@@ -267,6 +269,8 @@ class LiveService:
         )
         if resume is not None:
             self.declare(subscription, resume)
+        elif resume_pos is not None:
+            self.declare_pos(subscription, resume_pos)
         try:
             await hub.subscribe(subscription, query)
         except StorageUnavailable as e:
@@ -281,6 +285,16 @@ class LiveService:
         window = query.mode is Mode.WINDOW
         subscription.resume_from(declared(resume, query.limit) if window else None,
                                  self.stats.resumed)
+
+    def declare_pos(self, subscription: Subscription, pos: str) -> None:
+        """The client named the changes-mode log position it holds (`resume.pos`): the
+        shard answers by a log-position resume or a `resume_miss`; in window mode it is
+        a `resume_miss` here. A pos longer than any the cluster makes is sent as "" (a
+        miss too), so no client string of any size reaches the control stream."""
+        if subscription.query.mode is not Mode.CHANGES:
+            subscription.resume_from(None, self.stats.resumed)
+            return
+        subscription.resume_at(pos if len(pos) <= logpos.MAX_POS else "", self.stats.resumed)
 
     def announce(self, subscription: Subscription) -> None:
         """`subscribed` has been queued: from now on its messages go to the client."""

@@ -18,6 +18,10 @@ Invariants (DESIGN.md sections 2 and 6, PROTOCOL.md rule 3):
   one group, the resume (`resume.plan`: `resume`, the ops, `synced`) or, when the
   declaration cannot be right, the mirror's snapshot with reason `resume_miss`; no
   `check` is sent before it.
+- a changes-mode subscribe that named a log position (`resume_at`) has its `pos` sent to
+  the shard with the subscribe, which answers with a resume or a snapshot; that answer
+  passes through as it is, except that what comes before `subscribed` is queued is
+  `held` (`held.Held`) and handed over at the announce.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import orjson
 
 from cluster.query import Mode, Query
 
-from .delivery import Phase, Source, SubFence, Verdict
+from .delivery import Phase, Source, SubFence, Verdict, starts
 from .group import Group
+from .held import Held
 from .mirror import Mirror
 from .outbox import Outbox
 from .resume import Declared, plan
@@ -39,9 +44,9 @@ __all__ = ["Subscription"]
 
 class Subscription:
     __slots__ = (
-        "behind", "catch_up_reason", "check_s", "declared", "fence", "mirror", "on_reset",
-        "on_resumed", "outbox", "p", "query", "queued", "request_resync", "resets", "resuming",
-        "rid", "seq", "sub", "sub_json", "tenant",
+        "behind", "catch_up_reason", "check_s", "declared", "fence", "held", "mirror",
+        "on_reset", "on_resumed", "outbox", "p", "query", "queued", "request_resync",
+        "resets", "resume_pos", "resuming", "rid", "seq", "sub", "sub_json", "tenant",
     )
 
     def __init__(
@@ -80,6 +85,8 @@ class Subscription:
         self.resuming = False  # the first snapshot is held back for a resume
         self.declared: Declared | None = None  # the rows the client declared
         self.on_resumed: Callable[[bool], None] | None = None
+        self.resume_pos: str | None = None  # changes mode: the log position named
+        self.held: Held | None = None  # its answer, until it has gone to the client
 
     def __repr__(self) -> str:
         return f"Subscription({self.rid!r}, sub={self.sub!r}, {self.fence.phase.value})"
@@ -106,6 +113,33 @@ class Subscription:
         self.resuming = True
         self.declared = declared
         self.on_resumed = on_resumed
+
+    def resume_at(self, pos: str, on_resumed: Callable[[bool], None] | None = None) -> None:
+        """Before the registration: a changes-mode client named the log position it
+        holds; the shard answers the subscribe (sent with it) by a resume or a miss."""
+        self.resume_pos = pos
+        self.held = Held()
+        self.on_resumed = on_resumed
+
+    def _answered(self, first: str, reason: str) -> None:
+        """The shard's answer to a `resume_at` goes to the client: count it."""
+        if self.on_resumed is not None:
+            self.on_resumed(first == "resume")
+        if first != "resume" and self.on_reset is not None:
+            self.on_reset(reason or "unknown")
+
+    def _hold(self, group: Group) -> None:
+        """An admitted group while the answer to `resume_at` has not gone out yet."""
+        assert self.held is not None
+        if self.behind:  # before `subscribed`: kept for the announce
+            if not self.held.keep(group.ops, group.bodies):
+                self.held = None  # too much: a fresh snapshot instead
+                self.fence.lost()
+                self.request_resync(self)
+            return
+        self.held = None
+        if self.outbox.push_deltas(self, group.ops, group.bodies) and starts(group.ops[0]):
+            self._answered(group.ops[0], group.reads[0][1])
 
     def _resumed(self) -> list[tuple[str, bytes]] | None:
         """The group that answers a resuming subscribe, its mirror complete: `resume`,
@@ -160,14 +194,17 @@ class Subscription:
     ) -> bool:
         """Apply one group of a frame; False when the fence drops it."""
         ops = group.ops
-        verdict = self.fence.admit(epoch, source, ops[0] == "reset")
+        verdict = self.fence.admit(epoch, source, starts(ops[0]))
         if verdict is not Verdict.DELIVER:
             if verdict is Verdict.LOST_RESET:
                 self.request_resync(self)
             return False
-        if ops[0] == "reset":
+        if starts(ops[0]):
             self.resets += 1
         self.mirror.apply_reads(group.reads, group.unit)
+        if self.held is not None:
+            self._hold(group)
+            return True
         if self.resuming:
             if self.mirror.complete:
                 if not self.behind:  # else `caught_up` serves it
@@ -222,6 +259,11 @@ class Subscription:
         reason, self.catch_up_reason = self.catch_up_reason, "overflow"
         if self.fence.phase is not Phase.LIVE:
             return None
+        held = self.held
+        if held is not None and held.groups:  # the answer to `resume_at`, and what followed
+            self.held = None
+            self._answered(held.first_op() or "", self.mirror.view.reason)  # its reset's
+            return held.messages()
         if self.resuming:  # its snapshot is complete: serve it; or still coming: wait
             if self.mirror.complete:
                 return self._resumed()

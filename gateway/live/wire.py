@@ -62,6 +62,7 @@ class Subscribe:
     query: Any
     check: int | None = None
     resume: list[Any] | None = None
+    resume_pos: str | None = None  # changes mode: `resume.pos`, the log position named
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +128,17 @@ def resume_rows(resume: Any, name: str | None = None) -> list[Any] | None:
         return None
     if not isinstance(resume, dict) or set(resume) != {"rows"} or not isinstance(
             resume["rows"], list):
-        raise WireError('"resume" is an object {"rows": [[id, version], ...]}', name)
+        raise WireError('"resume" is an object {"rows": [[id, version], ...]} or, in changes '
+                        'mode, {"pos": "<log position>"}', name)
     rows: list[Any] = resume["rows"]
     return rows
+
+
+def _resume(resume: Any, name: str) -> tuple[list[Any] | None, str | None]:
+    """(declared rows, None) or, for `{"pos": "<string>"}`, (None, the log position)."""
+    if isinstance(resume, dict) and set(resume) == {"pos"} and isinstance(resume["pos"], str):
+        return None, resume["pos"]
+    return resume_rows(resume, name), None
 
 
 _QUERY_PARTS = {"subscribe": ("query",), "reanchor": ("after", "limit")}
@@ -181,7 +190,7 @@ def parse(raw: str | bytes) -> ClientMessage:
         if "query" not in obj:
             raise WireError('a subscribe message carries "query"', name)
         return Subscribe(name, obj["query"], _check(obj.get("check"), name),
-                         resume_rows(obj.get("resume"), name))
+                         *_resume(obj.get("resume"), name))
     return Reanchor(name, obj.get("after"), obj.get("limit"))
 
 

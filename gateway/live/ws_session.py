@@ -128,7 +128,8 @@ class WsSession:
             )
         self.live.check_room(len(self.subs))
         subscription = await self.live.open(who, msg.sub, msg.query, self.outbox,
-                                            check_s=msg.check, resume=msg.resume)
+                                            check_s=msg.check, resume=msg.resume,
+                                            resume_pos=msg.resume_pos)
         self.subs[msg.sub] = subscription
         self.send(wire.control({"type": "subscribed", "sub": msg.sub}))
         self.live.announce(subscription)

@@ -35,7 +35,14 @@ import orjson
 from cluster.messages import Registration
 from cluster.partition import owner, partition_of
 from cluster.settings import StorageSettings
-from gateway.live.delivery import FrameCounters, FrameVerdict, Phase, Verdict, gap_targets
+from gateway.live.delivery import (
+    FrameCounters,
+    FrameVerdict,
+    Phase,
+    Verdict,
+    gap_targets,
+    starts,
+)
 from lq.bench._fleet import cancel_all, cancelling
 from lq.bench._simsub import Decoded, SimSub
 from storage import BlockingReads, DeltaFrame, DeltaStreamGone, DeltaTrimmed, Storage
@@ -278,7 +285,7 @@ class SimGateway:
         if f.p != sub.p:
             sub.errors.append(f"{sub.rid}: frame of partition {f.p}, registered in {sub.p}")
             return
-        starts_reset = bool(msgs) and msgs[0].get("op") == "reset"
+        starts_reset = bool(msgs) and starts(str(msgs[0].get("op")))
         verdict = sub.fence.admit(f.epoch, key, starts_reset)
         if verdict is Verdict.STALE:
             sub.dropped_stale += 1

@@ -1,7 +1,8 @@
 """One live view: a subscription's list (`view.ViewState`), its changes and its waits.
 
 Standard library only. Invariants: a resubscribe declares the list (a state-diff
-resume) exactly when it was synced and is trusted (never after a violation); every
+resume; in changes mode its log position) exactly when it was synced, not truncated,
+and is trusted (never after a violation); every
 message is applied to the list before it is queued for the iterator, so `.rows` is never
 behind what an iteration has yielded; the iterator's queue is bounded (`_CHANGES`; past
 it the oldest change goes and `missed` counts it, while `.rows` stays whole); a wait
@@ -83,6 +84,11 @@ class LiveView:
         message: dict[str, Any] = {"type": "subscribe", "sub": self.sub, "query": self.query}
         if self.check is not None:
             message["check"] = self.check
+        pos = self.state.held_pos()  # changes mode: the log position to resume from
+        if pos is not None:
+            self.declared = True
+            message["resume"] = {"pos": pos}
+            return message
         rows = self.state.held()
         # the whole message must fit the server's frame maximum (64 KiB by default); an
         # id is JSON-escaped to at most twice its UTF-8 bytes (it has no control chars)
@@ -151,7 +157,7 @@ class LiveView:
         op = message.get("op")
         if op in ("reset", "resume") and self._limit_at_reset is not None:
             self.state.limit, self._limit_at_reset = self._limit_at_reset, None
-        declared = op == "reset" and self.state.resumable and not self.state.started
+        declared = op == "reset" and self.declared and not self.state.started
         self.state.apply(message)
         if op == "resume":
             self.resumes += 1

@@ -23,6 +23,14 @@ synced (`resumable`) can be declared (`held`); the server's `resume` then keeps 
 `count` must be the list's) in place of a `reset`, and the ops and the digested
 `synced` that follow are checked like any others.
 
+Log-position resume (PROTOCOL.md section 3, changes mode): the list keeps `pos`, the
+log position of the last message applied that carried one (None after a `reset` until
+one comes). After `restart`, a changes-mode list whose last `synced` was not truncated
+(`resumable`) can name it (`held_pos`); the server's `resume` (echoing that pos) then
+keeps the set, and until the next `synced` (`resuming`) a `match` is an upsert (never
+to an older version than held) and an `unmatch` of a row not held is a no-op; that
+`synced` must count exactly the set.
+
 With `remember`, it also keeps the newest version of every row seen on the subscription,
 so versions never go backwards across leaves and resets and no change since the last
 reset comes twice, even for rows no longer held; that memory grows with every row that
@@ -52,14 +60,15 @@ class Row(NamedTuple):
     cursor: str | None = None
 
 
-Delta = tuple[str, str, int, Any, Any, Row | None, Any, bool]
-"""One message as `read` found it: (op, id, version, from, to, row, count, truncated);
+Delta = tuple[str, str, int, Any, Any, Row | None, Any, bool, str | None]
+"""One message as `read` found it: (op, id, version, from, to, row, count, truncated,
+pos); `pos` is the changes-mode log position the message carries (None: none);
 `from`/`to` are ints or None where the message has none, `row` is None for `reset`,
 `synced`, `check`, `leave` and `unmatch`, `count` and `truncated` are those of `synced`
 (and `check`). For `reset` the id slot holds the reason, for `synced` and `check` the
 digest ("" when the message has none). A plain tuple: the gateway builds one per delta."""
 
-_RESET: Delta = ("reset", "", 0, None, None, None, None, False)
+_RESET: Delta = ("reset", "", 0, None, None, None, None, False, None)
 
 
 def _text(value: Any) -> str:
@@ -69,16 +78,24 @@ def _text(value: Any) -> str:
 _tuple = tuple.__new__
 
 
+def _pos(m: dict[str, Any]) -> str | None:
+    pos = m.get("pos")
+    if pos is not None and type(pos) is not str:
+        raise ProtocolViolation(f"op {m.get('op')!r} with a pos that is not a string: {pos!r}")
+    return pos
+
+
 def read(m: dict[str, Any]) -> Delta:
     """What one live message says, checked for what it must carry whatever the list."""
     op = m.get("op")
     if op == "reset":
         reason = m.get("reason")
         return _RESET if reason is None else ("reset", _text(reason), 0, None, None, None,
-                                              None, False)
+                                              None, False, None)
+    pos = _pos(m)
     if op == "synced" or op == "check" or op == "resume":
         return (op, _text(m.get("digest")), 0, None, None, None, m.get("count"),
-                bool(m.get("truncated", False)))
+                bool(m.get("truncated", False)), pos)
     rid = m.get("id")
     version = m.get("version")
     if type(rid) is not str or type(version) is not int or type(op) is not str:
@@ -91,17 +108,17 @@ def read(m: dict[str, Any]) -> Delta:
     elif op == "leave":
         if type(src) is not int or to != -1:
             raise ProtocolViolation(f"leave of {rid!r} from {src} to {to}")
-        return (op, rid, version, src, to, None, None, False)
+        return (op, rid, version, src, to, None, None, False, pos)
     elif op == "move" or (op == "update" and (src is not None or to is not None)):
         if type(src) is not int or type(to) is not int or (op == "update" and src != to):
             raise ProtocolViolation(f"{op} of {rid!r} from {src} to {to}")
     values = m.get("row")  # an unknown op goes on too: no list takes it
     if type(values) is not dict:
         if op == "unmatch":  # null when the row was deleted
-            return (op, rid, version, None, None, None, None, False)
+            return (op, rid, version, None, None, None, None, False, pos)
         raise ProtocolViolation(f"{op} of {rid!r} without a row object")
     return (op, rid, version, src, to, _tuple(Row, (rid, version, values, m.get("cursor"))),
-            None, False)
+            None, False, pos)
 
 
 class ViewState:
@@ -113,9 +130,9 @@ class ViewState:
     checks (the gateway's mirror, which hashes only the snapshots it serves).
     """
 
-    __slots__ = ("by_id", "limit", "numbered", "reason", "remember", "resumable", "rows",
-                 "seq", "since_reset", "started", "synced", "truncated", "verify", "versions",
-                 "window")
+    __slots__ = ("by_id", "limit", "numbered", "pos", "reason", "remember", "resumable",
+                 "resuming", "rows", "seq", "since_reset", "started", "synced", "truncated",
+                 "verify", "versions", "window")
 
     def __init__(self, window: bool, limit: int | None, *, numbered: bool = True,
                  remember: bool = False, verify: bool = True) -> None:
@@ -130,7 +147,9 @@ class ViewState:
         self.seq = 0
         self.synced = False
         self.started = False
-        self.resumable = False  # a window list synced since its last reset or resume
+        self.resumable = False  # synced (not truncated) since its last reset or resume
+        self.resuming = False  # changes mode: between a `resume` and its `synced`
+        self.pos: str | None = None  # changes mode: the last log position applied
         self.truncated = False
         self.versions: dict[str, int] = {}  # remember: the newest version of each row seen
         self.since_reset: dict[str, int] = {}  # remember: the same since the last reset
@@ -150,10 +169,18 @@ class ViewState:
         self.started = False
         self.synced = False
         self.resumable = False
+        self.resuming = False
+        self.pos = None
 
     def held(self) -> list[tuple[str, int]] | None:
-        """The (id, version) pairs to declare in a resume; None when not `resumable`."""
-        return [(r.id, r.version) for r in self.rows] if self.resumable else None
+        """The (id, version) pairs to declare in a resume (window mode); None when not
+        `resumable`."""
+        return [(r.id, r.version) for r in self.rows] if self.resumable and self.window \
+            else None
+
+    def held_pos(self) -> str | None:
+        """The log position to resume from (changes mode); None when not `resumable`."""
+        return self.pos if self.resumable and not self.window else None
 
     def current(self) -> list[Row]:
         return list(self.rows) if self.window else list(self.by_id.values())
@@ -184,15 +211,19 @@ class ViewState:
                 self._leave(d)
             else:
                 self._control(d)
-        elif op == "update" or op == "unmatch":
+            return
+        if op == "update" or op == "unmatch":
             self._change(d)
         elif op == "match":
             self._match(d)
         else:
             self._control(d)
+            return
+        if d[8] is not None:
+            self.pos = d[8]
 
     def _control(self, d: Delta) -> None:
-        op, text, _, _, _, _, count, truncated = d
+        op, text, _, _, _, _, count, truncated, _ = d
         if op == "reset":
             self.reason = text
             self.started = True
@@ -202,14 +233,10 @@ class ViewState:
             self.rows = []
             self.by_id = {}
             self.since_reset = {}
-        elif op == "resume" and self.window:
-            if self.started or not self.resumable or count != len(self.rows):
-                raise ProtocolViolation(f"resume of {count} rows, the list holds "
-                                        f"{len(self.rows)} (resumable: {self.resumable}, "
-                                        f"started: {self.started})")
-            self.started = True
-            self.resumable = False
-            self.since_reset = {}
+            self.resuming = False
+            self.pos = None
+        elif op == "resume":
+            self._resume(d)
         elif op == "synced":
             if count != len(self.by_id):
                 raise ProtocolViolation(f"synced count {count}, the list holds "
@@ -219,8 +246,11 @@ class ViewState:
             if self.window and self.verify and text:
                 self._verify(op, text)
             self.synced = True
-            self.resumable = self.window
+            self.resumable = not truncated
             self.truncated = truncated
+            self.resuming = False
+            if not self.window:
+                self.pos = d[8]
         elif op == "check" and self.window:
             if not self.synced:
                 raise ProtocolViolation("check before synced")
@@ -232,6 +262,23 @@ class ViewState:
             mode = "window" if self.window else "changes"
             raise ProtocolViolation(f"op {op!r} in {mode} mode")
 
+    def _resume(self, d: Delta) -> None:
+        """`resume`: the window's declared list (its `count`), or the changes-mode set at
+        the log position it echoes, is kept; a changes-mode resume is `resuming`."""
+        if self.window:
+            count = d[6]
+            if self.started or not self.resumable or count != len(self.rows):
+                raise ProtocolViolation(f"resume of {count} rows, the list holds "
+                                        f"{len(self.rows)} (resumable: {self.resumable}, "
+                                        f"started: {self.started})")
+        elif self.started or not self.resumable or d[8] != self.pos:
+            raise ProtocolViolation(f"resume from {d[8]!r}, the list is at {self.pos!r} "
+                                    f"(resumable: {self.resumable}, started: {self.started})")
+        self.started = True
+        self.resumable = False
+        self.resuming = not self.window
+        self.since_reset = {}
+
     def _verify(self, op: str, expected: str) -> None:
         mine = self.digest()
         if mine != expected:
@@ -240,7 +287,7 @@ class ViewState:
 
     def _move(self, d: Delta) -> None:
         """Window mode's `update` (in place) or `move`."""
-        op, rid, version, src, to, row, _, _ = d
+        op, rid, version, src, to, row, _, _, _ = d
         rows = self.rows
         n = len(rows)
         if src is None or not 0 <= src < n:
@@ -264,7 +311,7 @@ class ViewState:
         self.by_id[rid] = row
 
     def _enter(self, d: Delta) -> None:
-        op, rid, version, _, to, row, _, _ = d
+        op, rid, version, _, to, row, _, _, _ = d
         n = len(self.rows)
         if not 0 <= to <= n:
             raise ProtocolViolation(f"enter of {rid!r} at {to} into a list of {n}")
@@ -281,7 +328,7 @@ class ViewState:
         self.by_id[rid] = row
 
     def _leave(self, d: Delta) -> None:
-        op, rid, version, src, _, _, _, _ = d
+        op, rid, version, src, _, _, _, _, _ = d
         rows = self.rows
         if not 0 <= src < len(rows):
             raise ProtocolViolation(f"leave of {rid!r} from {src}: outside a list of "
@@ -297,23 +344,27 @@ class ViewState:
         del self.by_id[rid]
 
     def _match(self, d: Delta) -> None:
-        op, rid, version, _, _, row, _, _ = d
-        if rid in self.by_id:
+        op, rid, version, _, _, row, _, _, _ = d
+        old = self.by_id.get(rid)
+        if old is not None and not self.resuming:
             raise ProtocolViolation(f"match of {rid!r}, already matched")
+        if old is not None and version < old.version:  # a resume's upsert
+            raise not_newer(op, rid, old.version, version)
         if row is None:
             raise no_row(op, rid)
         if self.remember:
-            self._seen(op, rid, version, self.synced)
+            self._seen(op, rid, version, self.synced and not self.resuming)
         self.by_id[rid] = row
 
     def _change(self, d: Delta) -> None:
         """Changes mode's `update` or `unmatch`."""
-        op, rid, version, _, _, row, _, _ = d
+        op, rid, version, _, _, row, _, _, _ = d
         old = self.by_id.get(rid)
+        resumed = self.resuming and op == "unmatch"  # a resume's: a no-op if not held
         if old is not None:
-            if version <= old.version:
+            if version < old.version or (version == old.version and not resumed):
                 raise not_newer(op, rid, old.version, version)
-        elif not self.truncated:  # a truncated snapshot holds only some matching rows
+        elif not self.truncated and not resumed:  # a truncated snapshot holds only some
             raise ProtocolViolation(f"{op} of {rid!r}, not matched")
         if op == "update":
             if row is None:
@@ -323,7 +374,7 @@ class ViewState:
             self.by_id[rid] = row
             return
         if self.remember:
-            self._seen(op, rid, version, True)
+            self._seen(op, rid, version, not resumed)
         if old is not None:
             del self.by_id[rid]
 
