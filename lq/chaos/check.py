@@ -127,12 +127,20 @@ class SubCheck:
             self.view.drop()
         self.broken = False
 
-    def subscribe_message(self, wire: str, max_bytes: int = 60_000) -> dict[str, Any]:
-        """The subscribe of a new life named `wire`: it declares the list when it is
-        resumable and the declaration fits `max_bytes` (the frame maximum, with room)."""
+    def declaration(self, max_bytes: int = 60_000) -> list[tuple[str, int]] | None:
+        """The rows to declare for a resume: the list when it is synced, trusted (not
+        broken) and its declaration fits `max_bytes` (the frame maximum, with room, or
+        a URL's), else None. Counted in `declared` by the caller that sends it."""
+        rows = None if self.broken else self.view.held()
+        if rows is None or sum(2 * len(i.encode()) + 24 for i, _ in rows) >= max_bytes:
+            return None
+        return rows
+
+    def subscribe_message(self, wire: str) -> dict[str, Any]:
+        """The WebSocket subscribe of a new life named `wire`, with its declaration."""
         message: dict[str, Any] = {"type": "subscribe", "sub": wire, "query": self.query}
-        rows = self.view.held()
-        if rows is not None and sum(2 * len(i.encode()) + 24 for i, _ in rows) < max_bytes:
+        rows = self.declaration()
+        if rows is not None:
             message["resume"] = {"rows": rows}
             self.declared += 1
         return message

@@ -88,10 +88,12 @@ class WsClient(Client):
     def _wire_name(sub: SubCheck) -> str:
         return f"{sub.name}.{sub.lives}"
 
-    async def _subscribe(self, ws: ClientConnection, sub: SubCheck, keep: bool) -> None:
-        sub.new_life(keep)
+    async def _subscribe(self, ws: ClientConnection, sub: SubCheck) -> None:
+        """A new life; it declares the list when that is synced and trusted."""
+        message = sub.subscribe_message(f"{sub.name}.{sub.lives + 1}")
+        sub.new_life(keep="resume" in message)
         self.wire[self._wire_name(sub)] = sub
-        await ws.send(orjson.dumps(sub.subscribe_message(self._wire_name(sub))).decode())
+        await ws.send(orjson.dumps(message).decode())
 
     async def _session(self, url: str, stop: asyncio.Event) -> bool:
         host, port = url.removeprefix("http://").split(":")
@@ -109,8 +111,8 @@ class WsClient(Client):
                 self.ws, self.wire = ws, {}
                 self.connects += 1
                 served = True
-                for sub in self.subs:  # a reconnect: declare the synced lists
-                    await self._subscribe(ws, sub, keep=True)
+                for sub in self.subs:
+                    await self._subscribe(ws, sub)
                 async with asyncio.TaskGroup() as group:
                     reader = group.create_task(self._read(ws))
                     stopper = group.create_task(stop.wait())
@@ -140,7 +142,7 @@ class WsClient(Client):
             self.note_error(m)
             if sub is not None and m.get("code") in ("overloaded", "internal"):
                 await asyncio.sleep(0.2)  # a subscribe refused for now: ask again
-                await self._subscribe(ws, sub, keep=True)
+                await self._subscribe(ws, sub)
             return
         if kind != "delta" or sub is None:
             return
@@ -149,4 +151,4 @@ class WsClient(Client):
             self.wire.pop(self._wire_name(sub), None)
             await ws.send(orjson.dumps({"type": "unsubscribe",
                                         "sub": self._wire_name(sub)}).decode())
-            await self._subscribe(ws, sub, keep=False)
+            await self._subscribe(ws, sub)

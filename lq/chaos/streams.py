@@ -10,7 +10,9 @@ browser would. Invariants:
 - poll: one handle per subscription, on the gateway that made it; each request
   acknowledges what was applied (`after`); `410 Gone` or a failed gateway start a new
   handle (a new life) on this gateway or the next;
-- a broken subscription is started over at once (a new stream, a new handle).
+- a broken subscription is started over at once (a new stream, a new handle);
+- a new stream or handle declares the list when it is synced and trusted (`resume=` on
+  SSE when it fits a URL, the POST form of poll): a state-diff resume.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class SseClient(_HttpClient):
         super().__init__(*args, **kwargs)
         self.stream = ""  # the stream name of the current life
         self.last_id: str | None = None
+        self.declared = False  # the open request declared the list (`resume=`)
 
     async def _session(self, url: str, stop: asyncio.Event) -> bool:
         served = False
@@ -74,11 +77,15 @@ class SseClient(_HttpClient):
         params = {"q": self.q(), "ticket": ticket}
         if self.last_id:
             params["last_event_id"] = self.last_id
+        rows = self.sub.declaration(max_bytes=6000)  # a URL's room
+        if rows is not None:
+            params["resume"] = orjson.dumps(rows).decode()
         async with self.http.stream("GET", f"{url}/v1/sse", params=params,
                                     timeout=_TIMEOUT) as r:
             if r.status_code != 200:
                 return False
             self.connects += 1
+            self.declared = rows is not None
             event: dict[str, str] = {}
             async for line in r.aiter_lines():
                 if stop.is_set():
@@ -101,9 +108,10 @@ class SseClient(_HttpClient):
                 self.note_error(m)
             return True
         name, _, _ = event.get("id", "").rpartition(".")
-        if name and name != self.stream:
+        if name and name != self.stream:  # a new stream: a new life, resumed if declared
             self.stream = name
-            self.sub.new_life()
+            self.sub.new_life(keep=self.declared)
+            self.sub.declared += self.declared
         self.sub.apply(m, time.time())
         self.last_id = event.get("id") or self.last_id
         return not self.sub.broken
@@ -129,12 +137,20 @@ class PollClient(_HttpClient):
         ticket = await self.ticket(url)
         if ticket is None:
             return None
-        r = await self.http.get(f"{url}/v1/poll", timeout=_TIMEOUT,
-                                params={"q": self.q(), "ticket": ticket, "wait": "5"})
+        rows = self.sub.declaration()
+        if rows is None:
+            r = await self.http.get(f"{url}/v1/poll", timeout=_TIMEOUT,
+                                    params={"q": self.q(), "ticket": ticket, "wait": "5"})
+        else:  # the POST form: a declaration of any size
+            r = await self.http.post(f"{url}/v1/poll", timeout=_TIMEOUT,
+                                     params={"ticket": ticket},
+                                     json={"query": self.sub.query, "wait": 5,
+                                           "resume": {"rows": rows}})
         if r.status_code != 200:
             return None
         self.connects += 1
-        self.sub.new_life()
+        self.sub.new_life(keep=rows is not None)
+        self.sub.declared += rows is not None
         body = r.json()
         self._apply(body.get("messages", []))
         return str(body["poll"])
