@@ -213,17 +213,30 @@ const isInt = (v) => Number.isInteger(v);
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /**
+ * The changes-mode log position a message carries (PROTOCOL.md section 3, "Log
+ * position"): a string, or null when it has none; anything else is a violation.
+ */
+function readPos(m) {
+  const pos = m.pos ?? null;
+  if (pos !== null && typeof pos !== "string") {
+    throw new ProtocolViolation(`${m.op} with a pos that is not a string: ${JSON.stringify(pos)}`);
+  }
+  return pos;
+}
+
+/**
  * What one live message says, checked for what it must carry whatever the list.
  * @returns {{op: string, id?: string, version?: number, from?: number, to?: number,
- *   row?: object|null, count?: unknown, truncated?: boolean}}
+ *   row?: object|null, count?: unknown, truncated?: boolean, pos?: string|null}}
  */
 function readDelta(m) {
   const op = m.op;
   if (op === "reset") return { op, reason: typeof m.reason === "string" ? m.reason : "" };
-  if (op === "resume") return { op, count: m.count };
+  const pos = readPos(m);
+  if (op === "resume") return { op, count: m.count, pos };
   if (op === "synced" || op === "check") {
     const digest = typeof m.digest === "string" ? m.digest : "";
-    return { op, count: m.count, truncated: Boolean(m.truncated), digest };
+    return { op, count: m.count, truncated: Boolean(m.truncated), digest, pos };
   }
   if (!ROW_OPS.has(op)) throw new ProtocolViolation(`unknown op ${JSON.stringify(op)}`);
   const { id, version, from, to } = m;
@@ -234,18 +247,18 @@ function readDelta(m) {
   if (op === "enter" && (from !== -1 || !isInt(to))) throw new ProtocolViolation(where);
   if (op === "leave") {
     if (!isInt(from) || to !== -1) throw new ProtocolViolation(where);
-    return { op, id, version, from, to, row: null };
+    return { op, id, version, from, to, row: null, pos };
   }
   const placed = op === "move" || (op === "update" && (from != null || to != null));
   if (placed && (!isInt(from) || !isInt(to) || (op === "update" && from !== to))) {
     throw new ProtocolViolation(where);
   }
   if (!isObject(m.row)) {
-    if (op === "unmatch") return { op, id, version, row: null }; // null when deleted
+    if (op === "unmatch") return { op, id, version, row: null, pos }; // null when deleted
     throw new ProtocolViolation(`${op} of ${JSON.stringify(id)} without a row object`);
   }
   const row = Object.freeze({ id, version, row: m.row, cursor: m.cursor ?? null });
-  return { op, id, version, from, to, row };
+  return { op, id, version, from, to, row, pos };
 }
 
 /**
@@ -265,6 +278,18 @@ function readDelta(m) {
  * `count` must be the list's) in place of a `reset`, and the ops and the digested
  * `synced` that follow are checked like any others. A list that was not declared
  * (`resumable` false) never takes a `resume`.
+ *
+ * Log-position resume (PROTOCOL.md section 3, changes mode): the list keeps `pos`, the
+ * log position of the last message applied that carried one (null after a `reset`
+ * until one comes; a `synced` without one, from a gateway older than the field, leaves
+ * it null). After `restart`, a changes-mode set whose last `synced` was not truncated
+ * and named a pos (`resumable`) can name it (`heldPos`); the server's `resume` must echo
+ * exactly that pos, and until the next `synced` (`resuming`), and only then, a `match`
+ * is an upsert (never to an older version than held) and an `unmatch` removes a held
+ * row (never of a newer version) or is a no-op; that `synced` must count exactly the
+ * set. Everywhere else `match` of a held row and `unmatch` of a row not held (unless the
+ * snapshot was truncated) stay violations, as does a changes-mode `resume` without the
+ * pos the list is at.
  */
 export class ViewState {
   /**
@@ -280,7 +305,9 @@ export class ViewState {
     this.started = false;
     this.synced = false;
     this.truncated = false;
-    this.resumable = false; // a window list synced since its last reset or resume
+    this.resumable = false; // synced (not truncated, with a pos in changes mode) since its last reset or resume
+    this.resuming = false; // changes mode: between a `resume` and its `synced`
+    this.pos = null; // changes mode: the log position of the last message applied that carried one
     this.reason = ""; // the last reset's reason ("" when it gave none)
     this._current = null; // the frozen list `current()` hands out, until the next change
   }
@@ -292,9 +319,14 @@ export class ViewState {
     this.synced = false;
   }
 
-  /** The `[id, version]` pairs to declare in a resume; null when not `resumable`. */
+  /** The `[id, version]` pairs to declare in a resume (window mode); null when not `resumable`. */
   held() {
-    return this.resumable ? this.rows.map((r) => [r.id, r.version]) : null;
+    return this.resumable && this.window ? this.rows.map((r) => [r.id, r.version]) : null;
+  }
+
+  /** The log position to resume from (changes mode); null when not `resumable`. */
+  heldPos() {
+    return this.resumable && !this.window ? this.pos : null;
   }
 
   /** The list now (a frozen array: window mode in order, changes mode in arrival order). */
@@ -321,22 +353,21 @@ export class ViewState {
       this.synced = false;
       this.truncated = false;
       this.resumable = false;
+      this.resuming = false;
+      this.pos = null;
       this.rows = [];
       this.byId = new Map();
     } else if (d.op === "resume") {
-      if (!this.window || this.started || !this.resumable || d.count !== this.rows.length) {
-        throw new ProtocolViolation(`resume of ${d.count} rows, the list holds ${this.rows.length} ` +
-          `(window: ${this.window}, resumable: ${this.resumable}, started: ${this.started})`);
-      }
-      this.started = true;
-      this.resumable = false;
+      this.stepResume(d);
     } else if (d.op === "synced") {
       if (d.count !== this.byId.size) {
         throw new ProtocolViolation(`synced count ${d.count}, the list holds ${this.byId.size}`);
       }
       this.synced = true;
-      this.resumable = this.window;
       this.truncated = d.truncated;
+      this.resuming = false;
+      if (!this.window) this.pos = d.pos;
+      this.resumable = this.window || (!d.truncated && this.pos !== null);
     } else if (d.op === "check" && this.window) {
       if (!this.synced) throw new ProtocolViolation("check before synced");
       if (d.count !== this.rows.length) {
@@ -348,6 +379,25 @@ export class ViewState {
       this.stepChanges(d);
     }
     this._current = null;
+  }
+
+  /**
+   * @private `resume`: the window's declared list (its `count`), or the changes-mode set
+   * at the log position it echoes, is kept; a changes-mode resume is `resuming`.
+   */
+  stepResume(d) {
+    if (this.window) {
+      if (this.started || !this.resumable || d.count !== this.rows.length) {
+        throw new ProtocolViolation(`resume of ${d.count} rows, the list holds ${this.rows.length} ` +
+          `(resumable: ${this.resumable}, started: ${this.started})`);
+      }
+    } else if (this.started || !this.resumable || d.pos === null || d.pos !== this.pos) {
+      throw new ProtocolViolation(`resume from ${q(d.pos)}, the set is at ${q(this.pos)} ` +
+        `(resumable: ${this.resumable}, started: ${this.started})`);
+    }
+    this.started = true;
+    this.resumable = false;
+    this.resuming = !this.window;
   }
 
   /** @private */
@@ -389,16 +439,23 @@ export class ViewState {
     this.byId.set(id, row);
   }
 
-  /** @private */
-  stepChanges({ op, id, version, row }) {
+  /**
+   * @private `match`, `update`, `unmatch`; between a `resume` and its `synced` a `match`
+   * may replace a held row and an `unmatch` may name a row not held (a no-op).
+   */
+  stepChanges({ op, id, version, row, pos }) {
     const held = this.byId.get(id);
+    const relaxed = this.resuming && op !== "update"; // a resume's upsert or removal
     if (op === "match") {
-      if (held) throw new ProtocolViolation(`match of ${q(id)}, already matched`);
+      if (held && !relaxed) throw new ProtocolViolation(`match of ${q(id)}, already matched`);
+      if (held && version < held.version) throw notNewer(op, id, held.version, version);
       this.byId.set(id, row);
     } else if (op === "update" || op === "unmatch") {
       if (held) {
-        if (version <= held.version) throw notNewer(op, id, held.version, version);
-      } else if (!this.truncated) { // a truncated snapshot holds only some matching rows
+        if (version < held.version || (version === held.version && !relaxed)) {
+          throw notNewer(op, id, held.version, version);
+        }
+      } else if (!this.truncated && !relaxed) { // a truncated snapshot holds only some matching rows
         throw new ProtocolViolation(`${op} of ${q(id)}, not matched`);
       }
       if (op === "update") this.byId.set(id, row);
@@ -406,6 +463,7 @@ export class ViewState {
     } else {
       throw new ProtocolViolation(`op ${q(op)} in changes mode`);
     }
+    if (pos !== null) this.pos = pos;
   }
 }
 
@@ -480,6 +538,13 @@ const ENDS_A_VIEW = new Set(["forbidden", "invalid_query", "invalid_request", "t
  * status stays `reconnecting` until that `synced`. A view started over (a violation or
  * a digest mismatch) never declares its list; an old gateway that refuses the field
  * (`invalid_message`) gets the subscribe again without it, once.
+ *
+ * Log-position resume (WebSocket, changes mode): likewise, on every reconnect a view
+ * whose set was synced whole (not `truncated`) and is trusted names the log position
+ * it last applied (`resume: {pos}`); the server keeps the set (`resume`), sends each row
+ * changed since then once (an upsert `match` or an `unmatch`), then `synced`, or answers
+ * `resume_miss`; counted, refused and fallen back from as above. Event streams never
+ * name a pos: the gateway takes only window rows over SSE and long polling.
  *
  * State has one writer: the transport that carries the view calls the `_` methods.
  * The status is derived from that state (`live` = transport up and list synced), never
@@ -610,6 +675,20 @@ export class LiveView extends Emitter {
     if (rows === null) return null;
     // the whole subscribe must fit the server's frame maximum (64 KiB by default)
     return new TextEncoder().encode(JSON.stringify(rows)).length < DECLARE ? rows : null;
+  }
+
+  /**
+   * @internal The `resume` of a WebSocket subscribe: `{rows}` (window mode, see
+   * `_declarable`), `{pos}` (changes mode: the set was synced whole, with a pos, and is
+   * trusted), or null.
+   */
+  _declaration() {
+    if (!this._state.window) {
+      const pos = this._state.heldPos();
+      return pos === null ? null : { pos };
+    }
+    const rows = this._declarable();
+    return rows === null ? null : { rows };
   }
 
   /**
@@ -793,13 +872,16 @@ class WsCarrier {
     this.sendSubscribe(view, false);
   }
 
-  /** Subscribe `view` (again): declaring its list when `declare` and it can (a resume). */
+  /**
+   * Subscribe `view` (again): declaring its list, or its changes-mode log position, when
+   * `declare` and it can (a resume).
+   */
   sendSubscribe(view, declare = true) {
-    const rows = declare ? view._declarable() : null;
-    view._restart(rows !== null);
+    const resume = declare ? view._declaration() : null;
+    view._restart(resume !== null);
     const message = { type: "subscribe", sub: view.sub, query: view.query };
     if (view.check !== null) message.check = view.check;
-    if (rows !== null) message.resume = { rows };
+    if (resume !== null) message.resume = resume;
     this.send(message);
   }
 
@@ -1070,7 +1152,10 @@ const FINAL_REFUSALS = new Set([Forbidden, InvalidQuery, InvalidRequest, NotFoun
  * state-diff resume, PROTOCOL.md section 5) when it can be declared and the whole URL
  * stays within `sseUrlLimit`: a gateway that cannot continue then sends the difference,
  * not a snapshot. A stream that declared and did not open is retried once without the
- * list (a gateway older than `resume` refuses the parameter). A stream is closed by the client on every failure (a dead ticket is
+ * list (a gateway older than `resume` refuses the parameter). A changes-mode view never
+ * declares over SSE: the gateway takes no log position there (PROTOCOL.md section 5:
+ * `resume` is window rows only), so its reopened stream that cannot be continued costs
+ * a snapshot. A stream is closed by the client on every failure (a dead ticket is
  * never retried by the browser) and reopened: at once after `token_expired` or a
  * token refresh, with backoff after a transport error.
  */
