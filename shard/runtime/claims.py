@@ -7,6 +7,9 @@ Invariants:
   `concurrency` claims load at once (each loads collections from Redis);
 - a failed claim drops what it built under its epoch and gives the lease up, so the
   next ownership pass re-takes it under a new epoch and claims again with a reset;
+  that retry's resets keep the failed claim's reason (a reload after a trimmed log
+  whose load was trimmed again is still `trimmed`, not a `failover`: no shard
+  died), unless the partition went to another shard meanwhile (`forget`);
 - every claim task belongs to the task group given at construction (`tasks` lists the
   live ones, so a drain can cancel them).
 """
@@ -37,6 +40,7 @@ class Claims:
         self._slots = asyncio.Semaphore(concurrency)
         self._events = events
         self._claiming: dict[int, int] = {}  # partition -> epoch of the claim under way
+        self._failed: dict[int, str] = {}  # partition -> reason of its failed last claim
         self.tasks: set[asyncio.Task[None]] = set()
 
     def under_way(self, p: int) -> bool:
@@ -44,11 +48,19 @@ class Claims:
 
     def start(self, p: int, epoch: int, reason: str = "failover") -> None:
         """Claim `p` (its lease just taken under `epoch`) in a task of its own; its
-        resets say `reason`."""
+        resets say `reason`, or, for a plain `failover`, the reason of the claim of `p`
+        that failed here last (this one retries it)."""
+        retried = self._failed.pop(p, None)
+        if retried is not None and reason == "failover":
+            reason = retried
         self._claiming[p] = epoch
         task = self._group.create_task(self._claim(p, epoch, reason))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def forget(self, p: int) -> None:
+        """`p` went to another shard: a later claim of it here is a plain failover."""
+        self._failed.pop(p, None)
 
     def reclaim(self, p: int) -> None:
         """Reload and reset a partition (its log position was trimmed away), under the
@@ -68,6 +80,7 @@ class Claims:
         except Exception as e:
             self._events.error("claim_failed", p=p, error=repr(e))
             if self._ownership.epoch(p) == epoch:
+                self._failed[p] = reason
                 self._engine.drop(p, epoch)
                 await self._ownership.release([p])
         finally:

@@ -112,6 +112,7 @@ class OwnershipLoop:
         lost = sorted(set(own.held) - desired)
         for p in lost:
             engine.drop(p)
+            self._claims.forget(p)
         if lost:
             await own.release(lost)
         stale = [p for p in engine.held()
