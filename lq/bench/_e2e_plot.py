@@ -2,7 +2,9 @@
 
 matplotlib comes with the `bench` extra and is imported only here, only when a plot is
 asked for (with the Agg backend: no display needed). Each point is the median, over the
-runs, of the steps at that asked rate (fixed rates and saturation steps alike).
+runs, of the steps asked for one rate (fixed rates and saturation steps alike), placed
+at the rate the writer actually sent, so a rate the system could not take shows where
+it ended up.
 """
 
 from __future__ import annotations
@@ -23,17 +25,18 @@ def missing_package() -> str | None:
 
 
 def _medians(steps: Sequence[Step], kind: str) -> dict[float, tuple[float, float, float]]:
+    """Rate sent (the median over the steps asked for one rate) -> p50, p99, max."""
     by_rate: dict[float, list[Step]] = {}
     for step in steps:
         by_rate.setdefault(step.rate, []).append(step)
     out = {}
-    for rate, group in sorted(by_rate.items()):
+    for group in by_rate.values():
         cols = []
         for i in range(3):
             values = [v for s in group if not math.isnan(v := getattr(s, kind)[i])]
             cols.append(statistics.median(values) if values else math.nan)
-        out[rate] = (cols[0], cols[1], cols[2])
-    return out
+        out[statistics.median(s.achieved for s in group)] = (cols[0], cols[1], cols[2])
+    return dict(sorted(out.items()))
 
 
 def plot(path: str, steps: Sequence[Step], saturation: Sequence[tuple[float, bool]],
@@ -65,7 +68,7 @@ def plot(path: str, steps: Sequence[Step], saturation: Sequence[tuple[float, boo
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("writes/s (asked)")
+    ax.set_xlabel("writes/s sent (median over the runs of each asked rate)")
     ax.set_ylabel("write -> client latency, ms")
     ax.set_title("lq bench e2e: write -> client latency against write rate")
     ax.grid(True, which="both", alpha=0.3)
