@@ -32,7 +32,8 @@ export interface LiveMessage {
   type: "delta";
   sub: string;
   seq: number;
-  op: "reset" | "enter" | "leave" | "move" | "update" | "synced" | "match" | "unmatch";
+  op: "reset" | "resume" | "enter" | "leave" | "move" | "update" | "synced" | "check" | "match"
+    | "unmatch";
   id?: string;
   version?: number;
   row?: Values | null;
@@ -41,6 +42,13 @@ export interface LiveMessage {
   cursor?: string;
   count?: number;
   truncated?: boolean;
+  /** `reset`: why (`subscribe`, `failover`, `resume_miss`, ...). */
+  reason?: string;
+  /** Window mode's `synced` and `check`: the list's digest (16 hex digits). */
+  digest?: string;
+  /** Changes mode: the log position of a live `match`/`update`/`unmatch`, of `synced`,
+   * and the one a `resume` echoes (opaque, at most 64 characters). */
+  pos?: string;
 }
 
 /** `connecting`: never live yet; `live`: up (a view: and its list synced);
@@ -139,8 +147,20 @@ export class ViewState {
   truncated: boolean;
   /** The last reset's reason ("" when it gave none). */
   reason: string;
+  /** Synced since the last reset or resume (changes mode: whole, not truncated, and with
+   * a pos): the next subscribe may declare it. */
+  resumable: boolean;
+  /** Changes mode: between a `resume` and its `synced`, where `match` is an upsert and
+   * `unmatch` of a row not held is a no-op. */
+  resuming: boolean;
+  /** Changes mode: the log position of the last message applied that carried one, or null. */
+  pos: string | null;
   /** A new subscription: seq starts again and a reset is due. */
   restart(): void;
+  /** Window mode: the [id, version] pairs to declare in a resume; null when not resumable. */
+  held(): Array<[string, number]> | null;
+  /** Changes mode: the log position to resume from; null when not resumable. */
+  heldPos(): string | null;
   /** The list now (window mode in order, changes mode in arrival order). */
   current(): readonly Row[];
   /** Apply one live message, or throw `ProtocolViolation` and change nothing. */
@@ -197,9 +217,11 @@ export class LiveView {
   readonly restarts: number;
   /** Of those, the digests that differed (the list had diverged). */
   readonly digestMismatches: number;
-  /** WebSocket reconnects that kept the list: a state-diff resume (its ops, then `synced`). */
+  /** Reconnects that kept the list: a state-diff resume (window mode; WebSocket and SSE)
+   * or a log-position resume (changes mode; WebSocket only): its ops, then `synced`. */
   readonly resumes: number;
-  /** WebSocket reconnects that declared the list but got `reset` (reason `resume_miss`). */
+  /** Reconnects that declared the list (or named its pos) but got `reset` (reason
+   * `resume_miss`). */
   readonly resumeMisses: number;
   /** Seconds between `check` messages asked for, or null. */
   readonly check: number | null;

@@ -564,8 +564,8 @@ export class LiveView extends Emitter {
     this.query = { ...query };
     this.mode = query.mode ?? "window";
     this.restarts = 0; // protocol violations, each followed by a fresh subscription
-    this.resumes = 0; // reconnects that kept the list (a state-diff resume)
-    this.resumeMisses = 0; // reconnects that declared the list but got a reset
+    this.resumes = 0; // reconnects that kept the list (a state-diff or log-position resume)
+    this.resumeMisses = 0; // reconnects that declared the list (or its pos) but got a reset
     /** @type {LiveError|null} the last error about this view */
     this.error = null;
     this.ended = false;
