@@ -2,7 +2,8 @@
 
 Run against a running cluster (`lq dev`), from the repository root:
 
-    .venv/bin/python clients/js/test/capture_resume_changes.py --url http://127.0.0.1:8080 --token "$TOKEN"
+    .venv/bin/python clients/js/test/capture_resume_changes.py \
+        --url http://127.0.0.1:8080 --token "$TOKEN"
 
 One WebSocket subscribes to a changes-mode query, records its snapshot and one live
 `update` (which carries a `pos`), then closes. While no one listens, rows change: one
