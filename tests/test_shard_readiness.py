@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.gateway_helpers import auth, token
 from tests.live_cluster import LiveCluster, Proc
 from tests.redis_servers import RedisServer
 
@@ -65,3 +66,39 @@ def test_a_shard_is_unready_until_it_holds_the_leases_it_owns(cluster: LiveClust
     # awake, the first shard sees the second and releases what it no longer owns
     _until(lambda: _readyz(second)[0] == 200, 20)
     _until(lambda: _readyz(first)[0] == 200, 20)
+
+
+def test_a_shard_whose_tail_falls_behind_is_unready_until_it_catches_up(
+        redis_standalone: RedisServer) -> None:
+    """Tail lag past `ready_max_lag_ms` (200 ms here): a shard that reads one log entry
+    per partition per turn falls behind bursts of writes to one partition, says so on
+    /readyz (503, the lag in the reason), and is ready again once it caught up."""
+    with LiveCluster(redis_standalone.url) as c:
+        shard = c.start_shard("shard-0", LQ_TAIL_COUNT="1", LQ_READY_MAX_LAG_MS="200")
+        c.start_gateway()
+        c.wait_ready()
+        headers = auth(token("lagging"))
+        seen: list[str] = []
+
+        def lagging() -> bool:
+            status, body = _readyz(shard)
+            if status == 503:
+                seen.append(body["error"]["message"])
+            return any("tail lag" in m for m in seen)
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{c.gateways[0].port}",
+                          timeout=30) as http:
+            for burst in range(10):  # until it lags: a busy machine writes slower too
+                ops = [{"op": "put", "entity": "tasks", "id": f"r{i}",
+                        "row": {"p": 1000 * burst + i}} for i in range(1000)]
+                r = http.post("/v1/batch", json={"ops": ops}, headers=headers)
+                assert r.status_code == 200, r.text
+                if lagging():
+                    break
+            _until(lagging, 20)
+            assert any("over the bound of 200 ms" in m for m in seen), seen
+            _until(lambda: _readyz(shard)[0] == 200, 30)
+            body = _readyz(shard)[1]
+            assert body["ready"] is True and "error" not in body
+            # caught up and idle, the lag it reports (status, gauge) is 0, not the burst's
+            _until(lambda: _readyz(shard)[1].get("lag_ms") == 0, 10)

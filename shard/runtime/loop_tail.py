@@ -7,7 +7,8 @@ re-claims partitions whose position was trimmed away (never a silent gap), and f
 the deltas before the next read goes out.
 
 Readiness (`unready`): the last read that found changes was at most `max_lag_ms` behind
-the newest of them (a read that finds nothing means caught up), and, while it serves
+the newest of them (a read that finds nothing means caught up: `lag_ms` is then 0, so
+the `tail_lag_ms` gauge does not keep an old burst's lag while idle), and, while it serves
 partitions, a read came back within `max_lag_ms` plus its block time (a stuck loop).
 """
 
@@ -43,7 +44,7 @@ class TailLoop:
         self._reclaim = reclaim
         self._clock = clock
         self._events = events
-        self.lag_ms = 0.0  # age of the newest entry of the last read that found any
+        self.lag_ms = 0.0  # age of the newest entry of the last read; 0 once one finds none
         self.caught_up = True  # the last read found nothing new: no lag now
         self.read_at = time.monotonic()  # when the last read came back
 
@@ -64,6 +65,8 @@ class TailLoop:
         )
         self.read_at = time.monotonic()
         self.caught_up = not read.positions
+        if self.caught_up:  # else the gauge would show an old burst's lag while idle
+            self.lag_ms = 0.0
         for p in read.trimmed:
             self._events.warning("log_trimmed", p=p)
             self._reclaim(p)
