@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 
 from cluster.errors import LiveQueryError, StorageUnavailable
-from cluster.query import CursorSigner
+from cluster.query import CursorSigner, Query
 from cluster.settings import AuthSettings, GatewaySettings, QueryLimits, StorageSettings
 from storage import BlockingReads, RowStore, Storage, as_unavailable
 
@@ -31,6 +31,8 @@ from .ratelimit import TenantRates
 __all__ = ["LOG_KEY", "Context", "GatewayConfig"]
 
 T = TypeVar("T")
+AskOwner = Callable[[int, str, Query], Awaitable[bytes | None]]
+"""(partition, tenant, query) -> the owner shard's answer as the HTTP body, or None."""
 LOG_KEY = "lq.log"
 _BACKOFF = 0.02  # seconds before the first retry of a read; doubles, capped at 0.5 s
 
@@ -60,6 +62,9 @@ class Context:
         self.front: Storage | None = None
         self._signer: CursorSigner | None = None
         self._signer_lock = asyncio.Lock()
+        # Set once by the live side's hub (`gateway.live.asks`); left None, the one-shot
+        # query route always scans.
+        self.ask_owner: AskOwner | None = None
 
     async def open(self) -> None:
         g = self.config.gateway

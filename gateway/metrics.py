@@ -35,6 +35,13 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self.oneshot = Counter(
+            "lq_oneshot_queries",
+            "One-shot queries by how they were answered: memory (the owner shard), scan "
+            "(not asked) or fallback (asked, then scanned), and why",
+            ["path", "reason"],
+            registry=self.registry,
+        )
         self.breaker = Gauge(
             "lq_redis_breaker_state",
             "Redis circuit breaker: 0 closed, 1 half-open, 2 open",

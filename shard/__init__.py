@@ -10,6 +10,7 @@ from ._collection import Collection
 from ._dispatch import Dispatch, Plan, plan_for
 from ._intervals import IntervalSet
 from ._matcher import Matcher
+from ._oneshot import first_rows
 from ._types import Change, Frame, MatcherSettings, Message, Routes, Row, ViewDelta
 from ._view import View
 
@@ -27,5 +28,6 @@ __all__ = [
     "Row",
     "View",
     "ViewDelta",
+    "first_rows",
     "plan_for",
 ]

@@ -209,6 +209,10 @@ class Collection:
     def views(self) -> list[View]:
         return list(self._views.values())
 
+    def sort_index(self, spec: str) -> SortIndex | None:
+        """The ordered index of sort `spec`, if a view uses that sort (read only)."""
+        return self._indexes.get(spec)
+
     def index_specs(self) -> list[str]:
         return list(self._indexes)
 

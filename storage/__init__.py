@@ -9,7 +9,7 @@ from ._format import StoredRow, check_id, check_tenant
 from .batch import BatchResult, WriteOp, run_batch
 from .connection import RedisClient, connect, is_cluster, redact, server_run_id
 from .control import OPS, Control, ControlMessage
-from .deltas import DeltaFrame, DeltaRead, Deltas, DeltaStreamGone, DeltaTrimmed
+from .deltas import Answer, DeltaFrame, DeltaRead, Deltas, DeltaStreamGone, DeltaTrimmed
 from .expiry import due_rows
 from .faults import as_unavailable
 from .front import BLOCKING_CONNECTIONS, MAX_BLOCKING_READERS, BlockingReads, Storage
@@ -30,6 +30,7 @@ __all__ = [
     "BLOCKING_CONNECTIONS",
     "MAX_BLOCKING_READERS",
     "OPS",
+    "Answer",
     "BatchResult",
     "BlockingReads",
     "ChangeLog",

@@ -25,7 +25,7 @@ __all__ = ["GROUP", "OPS", "Control", "ControlMessage"]
 log = logging.getLogger(__name__)
 
 GROUP = "shard"
-OPS = frozenset({"subscribe", "unsubscribe", "reanchor", "resync"})
+OPS = frozenset({"subscribe", "unsubscribe", "reanchor", "resync", "query"})
 
 _TRIM = _lua.load("ctrl_trim")
 
@@ -34,7 +34,10 @@ _TRIM = _lua.load("ctrl_trim")
 class ControlMessage:
     """One control entry: `hops` counts forwards (a shard forwards at most once);
     `pos`, on a subscribe only, the log position a changes-mode client resumes from
-    (`cluster.logpos`; shards older than it ignore the field)."""
+    (`cluster.logpos`; shards older than it ignore the field). A `query` (a one-shot
+    query asked of the owner, answered on the gateway's delta stream) carries its
+    request id in `rid` and, in `body`, the JSON of its tenant and query; shards older
+    than the op drop it as malformed, and the gateway's timeout answers by a scan."""
 
     entry_id: str
     op: str
@@ -43,6 +46,7 @@ class ControlMessage:
     gw: str
     hops: int
     pos: str | None = None
+    body: bytes | None = None
 
 
 def _parse(sid: bytes, fields: dict[bytes, bytes]) -> ControlMessage | None:
@@ -58,6 +62,7 @@ def _parse(sid: bytes, fields: dict[bytes, bytes]) -> ControlMessage | None:
             fields[b"gw"].decode(),
             int(fields.get(b"hops", b"0")),
             fields[b"pos"].decode() if op == "subscribe" and b"pos" in fields else None,
+            fields[b"q"] if op == "query" else None,
         )
     except (KeyError, ValueError, UnicodeDecodeError):
         return None
@@ -83,13 +88,20 @@ class Control:
     async def send(self, shard_id: str, op: str, p: int, rid: str, gw: str, hops: int = 0,
                    pos: str | None = None) -> str:
         """Append a message (no MAXLEN: only the shard trims); returns its entry id."""
-        if op not in OPS:
+        if op not in OPS or op == "query":
             raise ValueError(f"unknown control op {op!r}")
         fields: dict[str, str | int] = {"op": op, "p": p, "rid": rid, "gw": gw, "hops": hops}
         if pos is not None and op == "subscribe":
             fields["pos"] = pos
         sid = await self.client.xadd(self.keys.ctrl(shard_id), fields)  # type: ignore[arg-type]
         return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+    async def send_query(self, shard_id: str, p: int, req: str, gw: str, body: bytes) -> None:
+        """Ask `shard_id` a one-shot query (`req`: the gateway's request id, `body`: the
+        JSON of tenant and query); never forwarded (`hops` 1): a shard that does not own
+        `p` answers a miss at once."""
+        fields = {"op": "query", "p": p, "rid": req, "gw": gw, "hops": 1, "q": body}
+        await self.client.xadd(self.keys.ctrl(shard_id), fields)  # type: ignore[arg-type]
 
     async def read(
         self,

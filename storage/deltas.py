@@ -3,14 +3,17 @@
 Wire format of one entry (one frame: one partition, one batch): `shard`, `inc`, `n`,
 `p`, `epoch`, then per group i `r<i>` (JSON array of registry ids) and `m<i>` (the
 view's already-encoded JSON array of messages, sent as is: a view's delta is encoded
-once and its bytes shared by every frame that carries it). A marker entry (`mark`)
-has no frame. Invariants: only the gateway creates its stream (and keeps an EXPIRE on
-it); shards add with NOMKSTREAM, so a dead gateway's stream is never resurrected. The
-gateway's position is always a real entry id (`create` adds a marker to a new stream),
-so a trimmed position is told by its entry being gone, as for the change log: with
-`MAXLEN ~ maxlen` a read shorter than its COUNT (< maxlen) cannot have skipped any.
-Publishers and readers must use the same `maxlen`: `StorageSettings.delta_maxlen`,
-which the `storage.Storage` front passes to every `Deltas` it builds.
+once and its bytes shared by every frame that carries it). A marker entry (`mark`) has
+no frame. An answer entry (`ans`: a one-shot query's request id, then `page`: the HTTP
+answer's JSON, or `miss`: why the shard did not answer) is no frame either: it carries
+no `n` and never counts in the frame sequence. Invariants: only the gateway creates its
+stream (and keeps an EXPIRE on it); shards add with NOMKSTREAM, so a dead gateway's
+stream is never resurrected. The gateway's position is always a real entry id (`create`
+adds a marker to a new stream), so a trimmed position is told by its entry being gone,
+as for the change log: with `MAXLEN ~ maxlen` a read shorter than its COUNT (< maxlen)
+cannot have skipped any. Publishers and readers must use the same `maxlen`:
+`StorageSettings.delta_maxlen`, which the `storage.Storage` front passes to every
+`Deltas` it builds.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from cluster.settings import DEFAULT_DELTA_MAXLEN
 from . import _lua, _streams
 from .connection import RedisClient
 
-__all__ = ["DeltaFrame", "DeltaRead", "DeltaStreamGone", "DeltaTrimmed", "Deltas", "Group"]
+__all__ = [
+    "Answer", "DeltaFrame", "DeltaRead", "DeltaStreamGone", "DeltaTrimmed", "Deltas", "Group",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +92,19 @@ class DeltaFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class Answer:
+    """A shard's answer to a one-shot query: `page` (the HTTP body) or a `miss` reason."""
+
+    req: str
+    page: bytes | None
+    miss: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DeltaRead:
     frames: list[DeltaFrame]
     position: str
+    answers: tuple[Answer, ...] = ()
 
 
 class Deltas:
@@ -124,6 +139,19 @@ class Deltas:
         replies: list[Any] = await pipe.execute()
         return [r is not None for r in replies]
 
+    async def answer(self, gateway: str, answer: Answer) -> bool:
+        """XADD a one-shot query's answer with NOMKSTREAM; False when the stream is gone."""
+        fields: dict[str, bytes | str] = {"ans": answer.req}
+        if answer.page is not None:
+            fields["page"] = answer.page
+        else:
+            fields["miss"] = answer.miss
+        reply = await self.client.xadd(
+            self.keys.delta(gateway), fields,  # type: ignore[arg-type]
+            maxlen=self.maxlen, approximate=True, nomkstream=True,
+        )
+        return reply is not None
+
     async def create(self, gateway: str, ttl_s: int) -> str:
         """Create the stream (or keep an existing one) with an expiry; the position to
         read from (its last entry)."""
@@ -151,12 +179,18 @@ class Deltas:
         if full and not await _streams.entry_exists(self.client, key, after_id):
             raise DeltaTrimmed(f"delta stream of gateway {gateway}: {after_id} was trimmed")
         frames: list[DeltaFrame] = []
+        answers: list[Answer] = []
         for sid, fields in entries:
             if b"mark" in fields:
+                continue
+            if b"ans" in fields:
+                page = fields.get(b"page")
+                miss = fields.get(b"miss", b"").decode(errors="replace")
+                answers.append(Answer(fields[b"ans"].decode(errors="replace"), page, miss))
                 continue
             try:
                 frames.append(DeltaFrame.from_fields(fields))
             except (KeyError, ValueError, orjson.JSONDecodeError, UnicodeDecodeError):
                 # Skipped frames show as a gap in `n`, which the gateway repairs by resync.
                 log.warning("gateway %s: dropping malformed delta entry %s", gateway, sid)
-        return DeltaRead(frames, entries[-1][0].decode())
+        return DeltaRead(frames, entries[-1][0].decode(), tuple(answers))

@@ -18,13 +18,14 @@ from cluster.partition import partition_of
 from cluster.settings import StorageSettings
 
 from . import _lua
-from ._format import StoredRow, parse_entry, parse_stored
+from ._format import StoredRow, parse_entry, parse_stored, ttl_member
 from ._scan import hscan_batches
 from .connection import RedisClient
 
 __all__ = ["ChangeLog", "Loaded", "LogRead", "LogTrimmed"]
 
 _MARK = _lua.load("mark")
+_QUERY_MARK = _lua.load("query_mark")
 
 
 class LogTrimmed(Exception):
@@ -61,6 +62,24 @@ class ChangeLog:
         position, now, _ = await _MARK(
             self.client, [self.keys.events(p)], [self.settings.log_maxlen])
         return position.decode(), int(now)
+
+    async def query_mark(
+        self, tenant: str, entity: str, most: int
+    ) -> tuple[str, int, dict[str, int] | None]:
+        """For a one-shot query answered from memory, as one atomic read: the log's end
+        (a position), Redis time in ms, and (row id -> version) of the collection's rows
+        that have expired by then but are still stored; None for those when more than
+        `most` rows of the partition are due (the caller then answers otherwise)."""
+        p = partition_of(tenant, entity)
+        keys = [self.keys.events(p), self.keys.ttl(p), self.keys.rows(p, tenant, entity)]
+        prefix = ttl_member(tenant, entity, "")
+        reply = await _QUERY_MARK(self.client, keys, [self.settings.log_maxlen, prefix, most])
+        position, now, over = reply[0].decode(), int(reply[1]), int(reply[2])
+        if over:
+            return position, now, None
+        rest = reply[3:]
+        due = {rest[i].decode(): int(rest[i + 1]) for i in range(0, len(rest), 2)}
+        return position, now, due
 
     async def end(self, p: int) -> tuple[str, int]:
         """The log's current end as a position, and the version its entry logged (0 for

@@ -2,13 +2,14 @@
 
 Memory is O(limit) however large the collection: the hash is read with HSCAN in
 batches and only the current best `limit + 1` rows (by sort key) are kept. Expired rows
-are hidden by Redis's clock. `next` is the last returned row's cursor when more rows
-follow. HSCAN may repeat a row; a repeat replaces the copy held (newest version wins).
+are hidden by Redis's clock (as of one `now` read before the scan). The page, its cursors
+and `next` come from `cluster.query.page_of`, the rule the in-memory answer of the owner
+shard uses too. HSCAN may repeat a row; a repeat replaces the copy held (newest version
+wins).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -16,7 +17,7 @@ from sortedcontainers import SortedList
 from cluster import codec
 from cluster.keys import Keys
 from cluster.partition import partition_of
-from cluster.query import CursorSigner, Query
+from cluster.query import CursorSigner, Query, QueryPage, QueryRow, page_of
 
 from . import _lua
 from ._scan import hscan_batches
@@ -25,20 +26,6 @@ from .connection import RedisClient
 __all__ = ["QueryPage", "QueryRow", "run_query"]
 
 _NOW = _lua.load("now")
-
-
-@dataclass(frozen=True, slots=True)
-class QueryRow:
-    id: str
-    version: int
-    values: dict[str, Any]
-    cursor: str
-
-
-@dataclass(frozen=True, slots=True)
-class QueryPage:
-    rows: list[QueryRow]
-    next: str | None
 
 
 class _Best:
@@ -95,12 +82,4 @@ async def run_query(
                 continue
             best.offer(k, row_id, int(version), values)
             worst = best.worst()
-    chosen = list(best.items)
-    more = len(chosen) > query.limit
-    chosen = chosen[: query.limit]
-    spec = query.sort_spec
-    rows = [
-        QueryRow(rid, ver, vals, signer.make(query.entity, spec, k))
-        for k, rid, ver, vals in chosen
-    ]
-    return QueryPage(rows, rows[-1].cursor if more and rows else None)
+    return page_of(query, signer, list(best.items))

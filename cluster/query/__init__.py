@@ -5,6 +5,7 @@ from ._compile import Predicate, compile_filter, equals_to
 from ._cursor import CursorSigner
 from ._model import ENTITY_MAX, Mode, Query, check_entity, parse_query
 from ._order import SortColumn, SortKey, encode_id, encode_value, make_sort_key
+from ._page import QueryPage, QueryRow, Ranked, page_of
 from ._values import MISSING, canonical, resolve
 
 __all__ = [
@@ -17,6 +18,9 @@ __all__ = [
     "Node",
     "Predicate",
     "Query",
+    "QueryPage",
+    "QueryRow",
+    "Ranked",
     "SortColumn",
     "SortKey",
     "canonical",
@@ -26,6 +30,7 @@ __all__ = [
     "encode_value",
     "equals_to",
     "make_sort_key",
+    "page_of",
     "parse_query",
     "resolve",
 ]

@@ -3,6 +3,10 @@
 Invariant: the entity comes from the path and the tenant from the token; the body is a
 query without `entity` and `mode` (PROTOCOL.md section 7), validated in full before Redis
 is touched. Expired rows are never returned (the store hides them by Redis's clock).
+The owner shard is asked first (`Context.ask_owner`: the answer from its memory, the
+same page as the scan, see `gateway.live.asks`); without its answer, the collection is
+scanned in Redis. Both pages come from `cluster.query.page_of` and are sent as it encodes
+them.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from cluster.partition import partition_of
 from cluster.query import parse_query
 
 from ..context import Context
 from ..params import check_query_params
-from ..responses import json_response
 from ..routing import RawRoute
 from .body import read_query
 from .rows import names
@@ -36,13 +40,14 @@ def query_routes(ctx: Context) -> list[BaseRoute]:
         parsed = parse_query(
             body, signer=signer, limits=ctx.config.query, entity=entity, allow_mode=False
         )
+        ask = ctx.ask_owner
+        if ask is not None:
+            answer = await ask(partition_of(who.tenant, entity), who.tenant, parsed)
+            if answer is not None:
+                return Response(answer, media_type="application/json")
         page = await ctx.call(
             lambda: ctx.storage().query(who.tenant, parsed, signer), read=True
         )
-        rows = [
-            {"id": r.id, "version": r.version, "row": r.values, "cursor": r.cursor}
-            for r in page.rows
-        ]
-        return json_response({"rows": rows, "next": page.next})
+        return Response(page.encode(), media_type="application/json")
 
     return [RawRoute(QUERY_PATH, query, methods=["POST"])]

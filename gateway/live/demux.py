@@ -10,6 +10,7 @@ Invariants:
   drop deltas until their `reset` arrives;
 - when the stream is gone (expired, Redis restarted) or the read position was trimmed,
   the stream is created again and every subscription is resynced: never a silent gap;
+- one-shot query answers on the stream go to the hub's `Asks` (they carry no `n`);
 - `read_once` is one turn of the read loop, run under `cluster.loops.guarded` (other
   faults are logged there and retried with backoff; cancellation always stops it).
 """
@@ -48,6 +49,7 @@ class Demux:
     async def create(self) -> None:
         """Create (or keep) the stream; read from its end from now on."""
         self.position = await self.deltas.create(self.hub.gateway_id, self.ttl_s)
+        self.hub.asks.online = True
         self.ready.set()
 
     async def read_once(self) -> None:
@@ -64,10 +66,13 @@ class Demux:
             emit(log, logging.WARNING, msg="delta stream lost; resync all",
                  gateway=self.hub.gateway_id, error=str(e))
             self.position = None
+            self.hub.asks.online = False
             return
         self.position = read.position
         for frame in read.frames:
             self.dispatch(frame)
+        for answer in read.answers:
+            self.hub.asks.settle(answer)
 
     def _check_counter(self, frame: DeltaFrame) -> None:
         """A gap resyncs what the gap policy names."""

@@ -31,6 +31,7 @@ from cluster.query import Query
 from storage import Control, Registry
 
 from ..context import Context
+from .asks import Asks
 from .delivery import Phase, Source, gap_targets
 from .stats import LiveStats
 from .subscription import Subscription
@@ -70,6 +71,8 @@ class Hub:
         self._sent_to: dict[str, str] = {}  # rid -> the shard its last request went to
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self.asks = Asks(ctx, self.gateway_id, self.owner_of)
+        ctx.ask_owner = self.asks.ask  # the one-shot query route asks through it
 
     # -- redis helpers
 

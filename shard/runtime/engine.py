@@ -23,6 +23,7 @@ ports (`ports.RowSource`, `ports.Registrations`, `ports.DeltaSink`). Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ from cluster.messages import Change, Registration
 from cluster.partition import partition_of
 from cluster.query import CursorSigner, Mode, Query, parse_query
 from cluster.settings import QueryLimits
-from shard import Matcher, Row
+from shard import Collection, Matcher, Row
 
 from .events import Events
 from .partitions import Partition, PartitionState, SubInfo
@@ -85,6 +86,15 @@ class Engine:
         """Those of `ps` this shard does not serve (no lease held, or not claimed yet)."""
         parts = self._partitions
         return sorted(p for p in ps if p not in parts or not parts[p].serving)
+
+    def serving_now(self, p: int) -> Partition | None:
+        """`p`'s claim if it is served here now (never waits for a claim under way)."""
+        part = self._partitions.get(p)
+        return part if part is not None and part.serving else None
+
+    def collection(self, tenant: str, entity: str) -> Collection | None:
+        """The collection held in memory, if any (read only: for one-shot queries)."""
+        return self._matcher.collection(tenant, entity)
 
     def serving_positions(self) -> dict[int, str]:
         return {p: part.position for p, part in self._partitions.items() if part.serving}
@@ -178,7 +188,25 @@ class Engine:
                     self.changes_applied += 1
                     if deltas:
                         self._sink.send(p, part.epoch, deltas)
-                part.position, part.version = position, version
+                part.moved(position, version)
+
+    async def caught_up(self, part: Partition, position: str, timeout_s: float) -> bool:
+        """Whether `part` (still this claim, serving) has applied its log up to the entry
+        `position`, waiting up to `timeout_s` for the tail to get there."""
+        target = logpos.sid_key(position)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while self._partitions.get(part.p) is part and part.serving:
+            if logpos.sid_key(part.position) >= target:
+                return True
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(part.advanced.wait(), left)
+            except TimeoutError:
+                return False
+        return False
 
     async def flush(self) -> None:
         """Publish what the changes and snapshots so far produced."""

@@ -5,7 +5,9 @@ restart with the same id loses nothing), then new ones; every entry is acknowled
 after handling, also when handling failed (logged: the registry stays the truth and the
 gateway re-sends on no answer). A message for a partition not served here, or fenced
 (lapsed lease), is forwarded once (`hops`) to its HRW owner among the live shards; the
-owner's claim reads the registry anyway, so a forward is only a nudge.
+owner's claim reads the registry anyway, so a forward is only a nudge. A `query` (a
+one-shot query asked of this shard) is never forwarded: `QueryServer` answers it, in a
+task of its own, so a query waiting for the tail never holds up subscribes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from storage import Control, ControlMessage
 
 from .engine import Engine
 from .events import Events
+from .oneshot import QueryServer
 
 __all__ = ["ControlLoop"]
 
@@ -35,7 +38,9 @@ class ControlLoop:
         fence: Callable[[int, int], bool],
         live: Callable[[], Sequence[str]],
         events: Events,
+        queries: QueryServer | None = None,
     ) -> None:
+        self._queries = queries
         self._shard_id = shard_id
         self._block_ms = block_ms
         self._control = control
@@ -78,6 +83,10 @@ class ControlLoop:
         await self._control.ack(self._shard_id, [m.entry_id for m in msgs])
 
     async def _handle(self, msg: ControlMessage) -> None:
+        if msg.op == "query":
+            if self._queries is not None:
+                await self._queries.take(msg)
+            return
         part = await self._engine.settled(msg.p)
         if part is None or not self._fence(msg.p, part.epoch):
             # not ours, or fenced (lapsed lease): whoever claims it next reads the registry

@@ -6,7 +6,8 @@ wait for the claim. `position` is the id of the last log entry *applied* to the
 matcher, and `version` the version that entry logged (0 for a marker): together the
 `cluster.logpos` pos of a changes-mode `synced`; both only move under `lock`, which also
 covers collection loads, so a load's replay always starts at or before what the tail
-will re-deliver.
+will re-deliver. `advanced` is set (and replaced by a fresh event) each time `position`
+moves, so a reader can wait for the partition to apply the log up to a position.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Partition:
     state: PartitionState = PartitionState.CLAIMING
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     claimed: asyncio.Event = field(default_factory=asyncio.Event)
+    advanced: asyncio.Event = field(default_factory=asyncio.Event)
     subs: dict[str, SubInfo] = field(default_factory=dict)
 
     def move(self, to: PartitionState) -> None:
@@ -57,6 +59,13 @@ class Partition:
         self.state = to
         if to is not PartitionState.CLAIMING:
             self.claimed.set()
+
+    def moved(self, position: str, version: int) -> None:
+        """The log was applied up to `position` (whose entry logged `version`): wake
+        whoever waits for it (caller holds `lock`)."""
+        self.position, self.version = position, version
+        woken, self.advanced = self.advanced, asyncio.Event()
+        woken.set()
 
     @property
     def serving(self) -> bool:

@@ -32,6 +32,7 @@ from .loop_expiry import ExpiryLoop
 from .loop_hygiene import HygieneLoop
 from .loop_ownership import Notices, OwnershipLoop
 from .loop_tail import TailLoop
+from .oneshot import QueryServer
 from .ownership import Ownership
 from .publisher import Publisher
 from .status import Reporter
@@ -53,6 +54,7 @@ class Parts:
     expiry: ExpiryLoop
     hygiene: HygieneLoop
     reporter: Reporter
+    queries: QueryServer
 
 
 async def build(
@@ -93,6 +95,11 @@ async def build(
     def live() -> Sequence[str]:
         return owner.live
 
+    queries = QueryServer(
+        engine=engine, marks=front.log, answers=front.deltas, signer=signer, limits=limits,
+        fence=ownership.serving, clock=clock, group=group, events=events,
+    )
+
     return Parts(
         engine=engine,
         publisher=publisher,
@@ -105,6 +112,7 @@ async def build(
         control=ControlLoop(
             shard_id=s.shard_id, block_ms=s.control_block_ms, control=control.control,
             engine=engine, fence=ownership.serving, live=live, events=events,
+            queries=queries,
         ),
         expiry=ExpiryLoop(
             interval_ms=s.expiry_interval_ms, engine=engine, serving=ownership.serving,
@@ -115,4 +123,5 @@ async def build(
             membership=membership, registry=registry, engine=engine, events=events,
         ),
         reporter=Reporter(engine, tail_loop, ownership, publisher),
+        queries=queries,
     )
