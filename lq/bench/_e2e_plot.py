@@ -60,10 +60,9 @@ def plot(path: str, steps: Sequence[Step], saturation: Sequence[tuple[float, boo
     rate, p50, p99 = goal
     ax.plot([rate], [p50], "k*", markersize=10, label=f"goal at {rate:,.0f}/s: p50 {p50:g} ms")
     ax.plot([rate], [p99], "kx", markersize=10, label=f"goal at {rate:,.0f}/s: p99 {p99:g} ms")
-    points = [p for p, _ in saturation if p > 0]
-    if points:
-        ax.axvline(statistics.median(points), color="grey", linestyle="--",
-                   label=f"saturation point {statistics.median(points):,.0f}/s")
+    point = statistics.median(p for p, _ in saturation) if saturation else 0.0
+    if point > 0:  # the table's figure: the median over the runs, 0 for "below the first"
+        ax.axvline(point, color="grey", linestyle="--", label=f"saturation point {point:,.0f}/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
