@@ -40,6 +40,7 @@ from .live.poll import PollHandles, poll_routes
 from .live.service import LiveService
 from .live.sse import sse_routes
 from .live.sse_streams import SseStreams
+from .live.stack import StackTap
 from .live.ws import ws_routes
 
 __all__ = ["create_app"]
@@ -88,6 +89,7 @@ def create_app(config: GatewayConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(StackTap),  # outermost: takes the server's own `send` (live/stack.py)
             Middleware(AccessMiddleware, metrics=ctx.metrics, enabled=config.gateway.access_log),
             Middleware(CorsMiddleware, rules=OriginRules.parse(config.gateway.cors_origins)),
         ],

@@ -27,7 +27,8 @@ from ..routing import RawRoute
 __all__ = ["CLUSTER_PATH", "LiveCollector", "cluster_routes"]
 
 CLUSTER_PATH = "/v1/cluster"
-_GAUGES = ("connections", "subscriptions")
+_GAUGES = ("connections", "subscriptions", "queued_bytes", "stack_bytes", "queued_bytes_max",
+           "slow_connections", "behind_connections")
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

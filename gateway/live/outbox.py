@@ -12,6 +12,11 @@ Invariants:
   behind) is asked what to send (`Queued.caught_up`: `reset` + its mirror's window +
   `synced`, or nothing when the shard is asked to resync). So the queue holds at most
   its bounds plus one group, and nothing is lost silently.
+- The byte bound counts what waits below the queue too (`below`: the frame being
+  written and what the transport and the kernel hold for the connection, kept by its
+  `backlog.Backlog`; 0 where no one keeps it): a client that stops reading fills the
+  stack first, then overflows here, so the connection holds at most the byte bound plus
+  one group plus one frame.
 - Messages without `seq` (subscribed, pong, errors) are never dropped; past twice the
   bounds `push_control` refuses, and the transport closes the connection (overloaded).
 - The outbox only queues: a subscription's counts (`seq`, `queued`) and whether it is
@@ -62,7 +67,8 @@ class Queued(Protocol):
 
 class Outbox:
     __slots__ = (
-        "max_bytes", "max_messages", "messages", "on_overflow", "queue", "size", "waiting", "wake",
+        "below", "max_bytes", "max_messages", "messages", "on_overflow", "queue", "size",
+        "waiting", "wake",
     )
 
     def __init__(
@@ -77,6 +83,7 @@ class Outbox:
         self.queue: deque[tuple[Queued | None, str | None, bytes]] = deque()
         self.messages = 0
         self.size = 0
+        self.below = 0  # bytes queued for the connection below this queue (see `Backlog`)
         # subscriptions to ask `caught_up` when there is room, oldest first (a set
         # ordered by insertion); whether each is behind is its own fact
         self.waiting: dict[Queued, None] = {}
@@ -98,7 +105,7 @@ class Outbox:
 
     def push_deltas(self, sub: Queued, ops: Sequence[str], bodies: Sequence[bytes]) -> bool:
         """Queue one group of `sub`'s deltas whole, or overflow `sub` (False)."""
-        if self.messages >= self.max_messages or self.size >= self.max_bytes:
+        if self.messages >= self.max_messages or self.size + self.below >= self.max_bytes:
             self.overflow(sub)
             return False
         queue = self.queue
@@ -176,7 +183,7 @@ class Outbox:
         while (
             self.waiting
             and self.messages * 2 < self.max_messages
-            and self.size * 2 < self.max_bytes
+            and (self.size + self.below) * 2 < self.max_bytes
         ):
             sub = next(iter(self.waiting))
             del self.waiting[sub]

@@ -38,6 +38,7 @@ from ..auth import Authenticator, Principal
 from ..context import Context
 from ..errors import Overloaded, TooManySubscriptions
 from ..tickets import TicketDesk
+from .backlog import Backlog, totals
 from .canary import CANARY_ENTITY, CANARY_TENANT, Canary
 from .checks import Checks
 from .demux import Demux
@@ -56,7 +57,11 @@ Loop = tuple[str, Callable[[], Awaitable[None]]]
 
 
 class Closable(Protocol):
-    """A live connection that drain can end (a WebSocket session, an SSE response)."""
+    """A live connection that drain can end (a WebSocket session, an SSE response), with
+    what is queued for it (read by the `queued_bytes` and related gauges)."""
+
+    @property
+    def backlog(self) -> Backlog: ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -155,6 +160,7 @@ class LiveService:
             "connections": len(self._connections),
             "subscriptions": len(self.hub.subs) - self._canaries(),
             **self.stats.as_dict(),
+            **totals(conn.backlog for conn in self._connections),
             "draining": self._draining,
         }
 

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from ..errors import Overloaded
 from ..routing import RawRoute
 from . import wire
+from .backlog import Backlog
 from .inputs import caller, check_live_params, query_param, resume_param
 from .outbox import Taken
 from .service import LiveService
@@ -59,6 +60,7 @@ class SseResponse(Response):
         self.expires_at = expires_at
         self.ended = asyncio.Event()
         self.keepalive = min(15.0, streams.live.config.sse_keepalive)
+        self.backlog = Backlog(stream.outbox, None)  # its outbox (the stack is not read)
 
     def end(self) -> None:
         self.ended.set()

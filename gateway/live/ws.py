@@ -8,6 +8,13 @@ the deadlines: authentication within `auth_timeout` (else 4408) and the token's 
 overloaded, 4400 a binary frame, 4401/4403 bad or expired token. WebSocket pings are
 the server's (`lq gateway` configures uvicorn: every `ws_ping_interval`, closing after
 two intervals without a pong).
+
+Slow readers: only this connection's writer ever awaits its `send` (the demux queues
+into outboxes without awaiting), so a client that stops reading stalls its own writer
+and no one else's. What the stack holds for it counts against its outbox's byte bound
+(`backlog.Backlog`, read after every send); while one of its subscriptions waits for
+room that only the stack holds up, the idle writer reads the stack again every
+`_RECHECK_S`, since a draining socket tells no one.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from ..credentials import credentials
 from ..errors import CLOSE_CODES
 from ..ratelimit import TokenBucket
 from . import wire
+from .backlog import Backlog
 from .service import LiveService
+from .stack import Stack
 from .ws_session import WsSession
 
 __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
@@ -34,6 +43,7 @@ __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
 WS_PATH = "/v1/ws"
 _BATCH_MESSAGES = 256  # a frame batches what is ready, up to this many messages
 _BATCH_BYTES = 64 * 1024  # or about this many bytes
+_RECHECK_S = 0.05  # how often a stalled connection's stack is read while it drains
 
 
 class WsConnection:
@@ -45,6 +55,7 @@ class WsConnection:
         self.ws = websocket
         self.outbox = live.new_outbox()
         self.session = WsSession(live, self.outbox)
+        self.backlog = Backlog(self.outbox, Stack.of(websocket.scope))
         self.bucket = TokenBucket(g.ws_rate, g.ws_burst)
         self.max_bytes = g.ws_max_message_bytes
         self.auth_deadline = time.time() + g.auth_timeout
@@ -142,12 +153,11 @@ class WsConnection:
             self.close(CLOSE_CODES["unauthorized"], "the token has expired")
 
     async def _write(self) -> None:
-        outbox, ws = self.outbox, self.ws
+        outbox, ws, backlog = self.outbox, self.ws, self.backlog
         try:
             while not self.done:
                 if not outbox.queue and self.closing is None:
-                    await outbox.wake.wait()
-                    outbox.wake.clear()
+                    await self._idle()
                 self._deadline_passed()
                 if self.closing is not None:
                     await self._flush_and_close()
@@ -155,9 +165,26 @@ class WsConnection:
                 taken = outbox.take(_BATCH_MESSAGES, _BATCH_BYTES)
                 if taken:
                     frame = wire.batch([data for _, _, data in taken])
+                    backlog.sending(len(frame))
                     await ws.send({"type": "websocket.send", "text": frame.decode()})
+                    backlog.sent()
         except Exception:
             return  # the connection is gone; the reader sees the disconnect
+
+    async def _idle(self) -> None:
+        """Wait for messages. While a subscription waits for room that the stack holds
+        up, read the stack again every `_RECHECK_S` and catch up what fits."""
+        outbox = self.outbox
+        if outbox.waiting and outbox.below:
+            try:
+                async with asyncio.timeout(_RECHECK_S):
+                    await outbox.wake.wait()
+            except TimeoutError:
+                self.backlog.refresh()
+                outbox.catch_up()
+        else:
+            await outbox.wake.wait()
+        outbox.wake.clear()
 
     async def _flush_and_close(self) -> None:
         assert self.closing is not None

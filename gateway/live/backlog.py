@@ -1,0 +1,105 @@
+"""Everything queued for one connection, wherever it waits, and the gateway's totals.
+
+A connection's bytes wait in its outbox (`outbox.Outbox.size`), in its writer's hands
+(the frame whose `send` has not returned: the stack refused more), and in the stack
+below the app (`stack.Stack`: the transport's write buffer and the kernel's send queue).
+
+Invariants:
+- the outbox's admission and catch-up count what is below it: `Backlog` keeps
+  `outbox.below` = the frame being written + the stack's bytes as last read, read after
+  every `send` returns (and by `refresh`); between two sends nothing but the client's
+  reading changes the stack, which only shrinks it, so `below` is an upper bound and the
+  connection holds at most the outbox's byte bound plus one group plus one frame;
+- reading is cheap and never blocks (one `ioctl` per read); the writer is the only one
+  that sets `writing`;
+- `Held` readings are fresh: the metrics (`LiveService.counters`) read each connection
+  when scraped, not a cached value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .outbox import Outbox
+from .stack import Stack
+
+__all__ = ["Backlog", "Held", "totals"]
+
+
+class Held(NamedTuple):
+    """Bytes queued for one connection, by where they wait."""
+
+    outbox: int
+    writing: int  # the frame whose send has not returned
+    transport: int  # the transport's write buffer
+    kernel: int  # the socket's send queue
+
+    @property
+    def total(self) -> int:
+        return self.outbox + self.writing + self.transport + self.kernel
+
+    @property
+    def below(self) -> int:
+        """What waits below the outbox."""
+        return self.writing + self.transport + self.kernel
+
+
+class Backlog:
+    """One connection's queued bytes (its outbox, and its stack when known)."""
+
+    __slots__ = ("outbox", "stack", "stack_bytes", "writing")
+
+    def __init__(self, outbox: Outbox, stack: Stack | None) -> None:
+        self.outbox = outbox
+        self.stack = stack
+        self.writing = 0
+        self.stack_bytes = 0
+
+    def sending(self, size: int) -> None:
+        """The writer took a frame of `size` bytes and calls `send`."""
+        self.writing = size
+        self.outbox.below = size + self.stack_bytes
+
+    def sent(self) -> None:
+        """`send` returned: the frame is in the stack; read the stack again."""
+        self.writing = 0
+        self.refresh()
+
+    def refresh(self) -> Held:
+        """Read the stack now (and keep `outbox.below` up to date)."""
+        stack = self.stack
+        transport = kernel = 0
+        if stack is not None:
+            transport, kernel = stack.transport_bytes(), stack.kernel_bytes()
+        self.stack_bytes = transport + kernel
+        self.outbox.below = self.writing + self.stack_bytes
+        return Held(self.outbox.size, self.writing, transport, kernel)
+
+    @property
+    def behind(self) -> bool:
+        """Whether a subscription of this connection waits for room (it overflowed)."""
+        return bool(self.outbox.waiting)
+
+
+def totals(backlogs: Iterable[Backlog]) -> dict[str, int]:
+    """The gateway's gauges over its connections (read fresh): bytes queued in all and
+    below the outboxes, the largest connection's, connections that hold at least half their byte
+    bound (`slow`: the level under which an overflowed subscription is caught up, so a
+    reader that keeps up never reaches it) and connections with a subscription
+    waiting for room (`behind`, overflowed and not caught up yet)."""
+    queued = below = largest = slow = behind = 0
+    for backlog in backlogs:
+        held = backlog.refresh()
+        queued += held.total
+        below += held.below
+        largest = max(largest, held.total)
+        slow += held.total * 2 >= backlog.outbox.max_bytes
+        behind += backlog.behind
+    return {
+        "queued_bytes": queued,
+        "stack_bytes": below,
+        "queued_bytes_max": largest,
+        "slow_connections": slow,
+        "behind_connections": behind,
+    }

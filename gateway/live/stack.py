@@ -1,0 +1,108 @@
+"""What the stack under the app holds for one WebSocket connection, read honestly.
+
+Below our outbox, the bytes of a frame wait in two places the app can see:
+- the asyncio (or uvloop) transport's write buffer: what the kernel refused so far
+  (`transport.get_write_buffer_size()`); uvicorn's WebSocket protocols stop the app's
+  `send` at the transport's high-water mark, so it holds at most that mark plus one frame;
+- the kernel's send queue: bytes written to the socket and not yet acknowledged by the
+  peer (`ioctl(SIOCOUTQ)`, Linux), up to the socket's send buffer (autotuned up to
+  `net.ipv4.tcp_wmem`'s maximum).
+uvicorn's WebSocket implementations (`websockets-sansio`, the default; `websockets`;
+`wsproto`) encode a frame and write it to the transport at once, keeping no buffer of
+their own beyond a compressor's fixed state; so these two readings, plus the frame the
+app's writer holds while its `send` waits, are everything queued for the connection.
+
+Invariants:
+- the transport is found from the server's own ASGI `send` (a bound method of the
+  protocol object, which has `transport`), taken by `StackTap`, the outermost app layer,
+  before any middleware wraps `send`; under a server where it cannot be found (not
+  uvicorn), `Stack` is absent and only the outbox is counted (docs/operations.md says so);
+- reading never raises and never blocks: a socket that is gone reads as 0;
+- nothing here writes to the connection.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import termios
+from typing import Any, Protocol, cast
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["TRANSPORT_KEY", "Stack", "StackTap"]
+
+TRANSPORT_KEY = "lq.transport"
+"""The scope key under which `StackTap` leaves the connection's transport (or None)."""
+
+
+class _Transport(Protocol):
+    def get_write_buffer_size(self) -> int: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def is_closing(self) -> bool: ...
+
+
+def _transport_of(send: Send) -> _Transport | None:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    needed = ("get_write_buffer_size", "get_extra_info", "is_closing")
+    if all(callable(getattr(transport, name, None)) for name in needed):
+        return cast(_Transport, transport)
+    return None
+
+
+class StackTap:
+    """ASGI middleware, outermost: gives each WebSocket scope its transport (or None)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[TRANSPORT_KEY] = _transport_of(send)
+        await self.app(scope, receive, send)
+
+
+class Stack:
+    """The transport's buffer and the kernel's send queue of one connection."""
+
+    __slots__ = ("buf", "fd", "transport")
+
+    def __init__(self, transport: _Transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        fileno = getattr(sock, "fileno", None)
+        self.fd = fileno() if callable(fileno) else -1
+        self.buf = array.array("i", [0])
+
+    @classmethod
+    def of(cls, scope: Scope) -> Stack | None:
+        """The stack of a scope that `StackTap` saw, or None."""
+        transport = scope.get(TRANSPORT_KEY)
+        return None if transport is None else cls(transport)
+
+    def transport_bytes(self) -> int:
+        """Bytes in the transport's write buffer (the kernel refused them so far)."""
+        try:
+            return int(self.transport.get_write_buffer_size())
+        except Exception:
+            return 0
+
+    def transport_closing(self) -> bool:
+        """Whether the transport is closing (its fd may soon name another socket)."""
+        try:
+            return bool(self.transport.is_closing())
+        except Exception:
+            return True
+
+    def kernel_bytes(self) -> int:
+        """Bytes in the socket's send queue, unsent or unacknowledged (0 if unknown)."""
+        if self.fd < 0 or self.transport_closing():
+            return 0
+        try:
+            fcntl.ioctl(self.fd, termios.TIOCOUTQ, self.buf)  # == SIOCOUTQ for TCP
+        except OSError:
+            self.fd = -1  # closed: nothing is queued any more
+            return 0
+        return max(0, self.buf[0])
