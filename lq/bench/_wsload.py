@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -96,10 +97,19 @@ class WsConn(asyncio.Protocol):
 
 
 async def open_one(factory: Callable[[], C], host: str, port: int, path: str,
-                   headers: dict[str, str]) -> C:
-    """One connection made by `factory`, upgraded."""
+                   headers: dict[str, str], rcvbuf: int | None = None) -> C:
+    """One connection made by `factory`, upgraded (with a receive buffer of `rcvbuf`
+    bytes, set before connecting, when given: a client that stops reading then holds
+    little in its own kernel buffers)."""
     loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(factory, host, port)
+    if rcvbuf is None:
+        _, conn = await loop.create_connection(factory, host, port)
+    else:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        _, conn = await loop.create_connection(factory, sock=sock)
     key = base64.b64encode(os.urandom(16)).decode()
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = (
