@@ -7,13 +7,16 @@ gateway re-sends on no answer). A message for a partition not served here, or fe
 (lapsed lease), is forwarded once (`hops`) to its HRW owner among the live shards; the
 owner's claim reads the registry anyway, so a forward is only a nudge. A `query` (a
 one-shot query asked of this shard) is never forwarded: `QueryServer` answers it, in a
-task of its own, so a query waiting for the tail never holds up subscribes.
+task of its own, so a query waiting for the tail never holds up subscribes. Before it
+handles a batch it has the ownership loop check Redis's run id (`verify`), so nothing is
+answered from state read from a Redis that has restarted since (a subscribe so answered
+would be reset again by the re-claim the restart causes).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from cluster.partition import owner
 from storage import Control, ControlMessage
@@ -39,8 +42,10 @@ class ControlLoop:
         live: Callable[[], Sequence[str]],
         events: Events,
         queries: QueryServer | None = None,
+        verify: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._queries = queries
+        self._verify = verify
         self._shard_id = shard_id
         self._block_ms = block_ms
         self._control = control
@@ -72,6 +77,13 @@ class ControlLoop:
             await self._control.trim(self._shard_id)
 
     async def _handle_all(self, msgs: list[ControlMessage]) -> None:
+        if self._verify is not None:
+            try:
+                await self._verify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Redis unreachable: the handling reports it too
+                self._events.error("control_verify_failed", error=repr(e))
         for msg in msgs:
             try:
                 await self._handle(msg)

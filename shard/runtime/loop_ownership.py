@@ -62,6 +62,7 @@ class OwnershipLoop:
         self._desired: frozenset[int] = frozenset()
         self._server: str | None = None  # Redis's run id at the last pass
         self._restarted: set[int] = set()  # held at a Redis restart, not re-claimed yet
+        self._checking = asyncio.Lock()  # one run id check at a time
         self._next_check_s = self._heartbeat_s
         self.live: list[str] = []  # live shard ids (this one included), sorted
 
@@ -101,7 +102,7 @@ class OwnershipLoop:
         now_ms, _ = await self._membership.heartbeat("shard", self._shard_id,
                                                      self._member_ttl_ms, self._status())
         self._clock.observe(now_ms)
-        await self._check_restart()
+        await self.check_restart()
         expiries = await self._membership.expiries("shard")
         live = [i for i, t in expiries.items() if t > now_ms]
         self.live = sorted(set(live) | {self._shard_id})
@@ -146,17 +147,24 @@ class OwnershipLoop:
             delay = min(delay, (min(others) - now_ms) / 1000 + _EXPIRY_SLACK_S)
         return max(delay, 0.005)
 
-    async def _check_restart(self) -> None:
-        run_id = await self._run_id()
-        if self._server is not None and run_id is not None and run_id != self._server:
-            self._events.warning("redis_restarted", partitions=len(self._engine.held()))
-            self._restarted = set(self._ownership.held)  # their claims say redis_restart
-            self._engine.drop_all()
-            # Give our leases up (the restarted Redis may still hold them, from its AOF):
-            # re-taken at once under new epochs, every partition is re-claimed with resets
-            # now rather than after the TTL.
-            await self._ownership.release(list(self._ownership.held))
-        self._server = run_id
+    async def check_restart(self) -> None:
+        """Notice a Redis restart (a changed run id): drop everything and give every
+        lease up. Each pass calls it, and so does the control loop before it serves a
+        batch: otherwise a subscribe that comes in just after a restart, before the next
+        pass, is answered from state read from the old server, and then reset again by
+        the re-claim (a resumed client would get its whole window twice). One check at a
+        time, so a restart is handled once and its partitions all say `redis_restart`."""
+        async with self._checking:
+            run_id = await self._run_id()
+            if self._server is not None and run_id is not None and run_id != self._server:
+                self._events.warning("redis_restarted", partitions=len(self._engine.held()))
+                self._restarted = set(self._ownership.held)  # their claims: redis_restart
+                self._engine.drop_all()
+                # Give our leases up (the restarted Redis may still hold them, from its
+                # AOF): re-taken at once under new epochs, every partition is re-claimed
+                # with resets now rather than after the TTL.
+                await self._ownership.release(list(self._ownership.held))
+            self._server = run_id
 
 
 class Notices:

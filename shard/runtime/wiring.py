@@ -112,7 +112,7 @@ async def build(
         control=ControlLoop(
             shard_id=s.shard_id, block_ms=s.control_block_ms, control=control.control,
             engine=engine, fence=ownership.serving, live=live, events=events,
-            queries=queries,
+            queries=queries, verify=owner.check_restart,
         ),
         expiry=ExpiryLoop(
             interval_ms=s.expiry_interval_ms, engine=engine, serving=ownership.serving,
