@@ -286,7 +286,8 @@ def _rate_rows(args: argparse.Namespace, steps: list[Step], ping: float) -> list
 def _saturation_row(args: argparse.Namespace, found: list[tuple[float, bool]]) -> Row:
     points = [p for p, _ in found]
     point = statistics.median(points)
-    runs = ", ".join(f"{p:,.0f}" + ("+" if capped else "") for p, capped in found)
+    runs = ", ".join((f"{p:,.0f}" if p else f"< {args.sat_from:,.0f}") + ("+" if capped else "")
+                     for p, capped in found)
     rule = (f"last step of x{args.sat_step:g} from {args.sat_from:,.0f} that kept up "
             f"(WS p99 <= {args.sat_p99:g} ms); runs: {runs}")
     if point == 0:
