@@ -34,6 +34,7 @@ __all__ = ["TRANSPORT_KEY", "Stack", "StackTap"]
 
 TRANSPORT_KEY = "lq.transport"
 """The scope key under which `StackTap` leaves the connection's transport (or None)."""
+_OUTQ = array.array("i", [0])  # the ioctl's answer; one for all (read synchronously)
 
 
 class _Transport(Protocol):
@@ -67,14 +68,13 @@ class StackTap:
 class Stack:
     """The transport's buffer and the kernel's send queue of one connection."""
 
-    __slots__ = ("buf", "fd", "transport")
+    __slots__ = ("fd", "transport")
 
     def __init__(self, transport: _Transport) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
         fileno = getattr(sock, "fileno", None)
         self.fd = fileno() if callable(fileno) else -1
-        self.buf = array.array("i", [0])
 
     @classmethod
     def of(cls, scope: Scope) -> Stack | None:
@@ -101,8 +101,8 @@ class Stack:
         if self.fd < 0 or self.transport_closing():
             return 0
         try:
-            fcntl.ioctl(self.fd, termios.TIOCOUTQ, self.buf)  # == SIOCOUTQ for TCP
+            fcntl.ioctl(self.fd, termios.TIOCOUTQ, _OUTQ)  # == SIOCOUTQ for TCP
         except OSError:
             self.fd = -1  # closed: nothing is queued any more
             return 0
-        return max(0, self.buf[0])
+        return max(0, _OUTQ[0])

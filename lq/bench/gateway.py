@@ -10,7 +10,9 @@ so the bench process measures the servers rather than itself. Printed are median
 - connections: memory per idle, authenticated connection (RSS growth of a fresh
   gateway process / connections), and the same for the bare broadcast;
 - delivery: messages/s to `--throughput-subs` subscribers for a batch of writes, against
-  the bare broadcast of as many messages of the same size (ratio).
+  the bare broadcast of as many messages of the same size (ratio);
+- slow reader: the fan-out p50 / p99 to `--stalled-subs` subscribers with one stalled
+  WebSocket reader on the gateway against none, same run (`_stalled`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import httpx
 
 from gateway.auth import issue_token
 from lq._net import free_port
+from lq.bench._stalled import stalled_reader
 from lq.bench._table import Row, print_table, quantile
 from lq.bench._wsload import WsConn, open_many
 from lq.bench.http import _server
@@ -56,6 +59,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="subscribers in the delivery-rate measure (default 500)")
     parser.add_argument("--throughput-writes", type=int, default=200,
                         help="writes (messages per subscriber) per delivery run (default 200)")
+    parser.add_argument("--stalled-subs", type=int, default=500,
+                        help="reading subscribers in the stalled-reader case (default 500; "
+                        "0 skips it)")
+    parser.add_argument("--stalled-probes", type=int, default=30,
+                        help="timed writes per stalled-reader case (default 30)")
 
 
 def _rss_kib(pid: int) -> int:
@@ -227,6 +235,9 @@ async def _measure(args: argparse.Namespace, gw_port: int, bare_port: int,
             table += await bench.fanout(n)
             table += await bench.bare_fanout(n)
         table += await bench.delivery()
+        if args.stalled_subs > 0:
+            table += await stalled_reader(bench.http, gw_port, bench.auth, args.stalled_subs,
+                                          args.stalled_probes)
         return table
     finally:
         await bench.http.aclose()
