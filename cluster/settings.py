@@ -135,7 +135,8 @@ class GatewaySettings:
     max_connections: int = _f(20_000, "most live connections (WS, SSE, poll handles) per gateway")
     max_subscriptions: int = _f(200_000, "most subscriptions per gateway, all transports")
     outbox_max_messages: int = _f(1000, "per-connection outbound queue bound, in messages")
-    outbox_max_bytes: int = _f(8 * 1024 * 1024, "per-connection outbound queue bound, in bytes")
+    outbox_max_bytes: int = _f(8 * 1024 * 1024, "per-connection outbound queue bound, in bytes "
+                                    "(a WebSocket's counts what its socket buffers hold)")
     mirror_max_bytes: int = _f(4 * 1024 * 1024, "per-subscription window copy bound, in bytes")
     sse_keepalive: float = _f(15.0, "seconds between SSE keep-alive comments (at most 15)")
     sse_linger: float = _f(30.0, "seconds a disconnected SSE stream is kept for Last-Event-ID")
