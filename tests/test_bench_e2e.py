@@ -58,6 +58,16 @@ def test_flags_that_cannot_be_run_are_refused() -> None:
         assert done.returncode == 2 and why in done.stderr, done.stderr
 
 
+def test_plot_without_matplotlib_names_the_extra_before_starting_anything() -> None:
+    code = ("import sys; sys.modules['matplotlib'] = None; from lq.cli import main; "
+            "sys.exit(main(['bench', 'e2e', '--plot', 'x.png']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert "'matplotlib'" in done.stderr and "lq-cluster[bench]" in done.stderr, done.stderr
+    assert "Redis" not in done.stdout  # nothing was started
+
+
 def _pids(progress: str) -> list[int]:
     return [int(p) for p in re.findall(r"starting\s+pid (\d+)", progress)]
 

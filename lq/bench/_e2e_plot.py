@@ -9,7 +9,7 @@ it ended up.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 import statistics
 from collections.abc import Sequence
@@ -20,8 +20,12 @@ __all__ = ["missing_package", "plot"]
 
 
 def missing_package() -> str | None:
-    """'matplotlib' when it is not installed, else None."""
-    return None if importlib.util.find_spec("matplotlib") else "matplotlib"
+    """'matplotlib' when it cannot be imported, else None."""
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        return "matplotlib"
+    return None
 
 
 def _medians(steps: Sequence[Step], kind: str) -> dict[float, tuple[float, float, float]]:
