@@ -156,7 +156,7 @@ async def stalled_reader(http: httpx.AsyncClient, port: int, auth: dict[str, str
         ("stalled / none: p50 / p99", f"{p50s / p50n:.2f} / {p99s / p99n:.2f}",
          "same run; 1.00 = unchanged"),
         ("held for the stalled reader", f"{held / 1024:,.0f} KiB",
-         f"of it below the outbox: {below / 1024:,.0f} KiB (lq_live_queued_bytes_max)"),
+         f"sampled while stalled; below the outbox: {below / 1024:,.0f} KiB"),
         ("stalled reader reading again", f"{hose.overflows} overflow reset(s)",
          "then a fresh snapshot"),
     ]
