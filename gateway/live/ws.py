@@ -13,8 +13,8 @@ Slow readers: only this connection's writer ever awaits its `send` (the demux qu
 into outboxes without awaiting), so a client that stops reading stalls its own writer
 and no one else's. What the stack holds for it counts against its outbox's byte bound
 (`backlog.Backlog`, read after every send); while one of its subscriptions waits for
-room that only the stack holds up, the idle writer reads the stack again every
-`_RECHECK_S`, since a draining socket tells no one.
+room that only the stack holds up, the idle writer reads the stack again (`_RECHECK_S`:
+soon, then backing off to once a second), since a draining socket tells no one.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
 WS_PATH = "/v1/ws"
 _BATCH_MESSAGES = 256  # a frame batches what is ready, up to this many messages
 _BATCH_BYTES = 64 * 1024  # or about this many bytes
-_RECHECK_S = 0.05  # how often a stalled connection's stack is read while it drains
+_RECHECK_S = (0.05, 1.0)  # a stalled connection's stack is read again after the first,
+# then twice as long each time up to the second, while its socket does not drain
 
 
 class WsConnection:
@@ -62,6 +63,7 @@ class WsConnection:
         self.closing: tuple[int, str] | None = None
         self.done = False
         self.timer: asyncio.TimerHandle | None = None
+        self.recheck = _RECHECK_S[0]
 
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -173,16 +175,22 @@ class WsConnection:
 
     async def _idle(self) -> None:
         """Wait for messages. While a subscription waits for room that the stack holds
-        up, read the stack again every `_RECHECK_S` and catch up what fits."""
+        up, read the stack again (backing off while it does not drain) and catch up what
+        fits."""
         outbox = self.outbox
         if outbox.waiting and outbox.below:
             try:
-                async with asyncio.timeout(_RECHECK_S):
+                async with asyncio.timeout(self.recheck):
                     await outbox.wake.wait()
             except TimeoutError:
+                below = outbox.below
                 self.backlog.refresh()
                 outbox.catch_up()
+                drained = outbox.below < below or not outbox.waiting
+                self.recheck = _RECHECK_S[0] if drained else min(_RECHECK_S[1],
+                                                                 self.recheck * 2)
         else:
+            self.recheck = _RECHECK_S[0]
             await outbox.wake.wait()
         outbox.wake.clear()
 
