@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "storage": ("lq.bench.storage", "write path, collection load and one-shot query"),
     "matcher": ("lq.bench.matcher", "the in-memory matcher: changes/s, sharing, memory"),
     "cluster": ("lq.bench.cluster", "Redis + 2 shards + a simulated gateway: latency, failover"),
+    "failover": ("lq.bench.failover", "failover time against the rows the failed shard held"),
     "http": ("lq.bench.http", "single-row PUT through the gateway vs. a bare SET endpoint"),
     "gateway": ("lq.bench.gateway",
                 "live fan-out, connections and delivery vs. a bare broadcast"),

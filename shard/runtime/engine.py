@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +42,9 @@ from .partitions import Partition, PartitionState, SubInfo
 from .ports import DeltaSink, Registrations, RowSource
 
 __all__ = ["Engine"]
+
+Spent = defaultdict[str, float]
+"""A claim's seconds by phase (and `rows`, the rows it loaded)."""
 
 
 class Engine:
@@ -122,20 +125,26 @@ class Engine:
         started = time.monotonic()
         part = Partition(p, epoch)
         self._partitions[p] = part
+        spent: Spent = defaultdict(float)  # seconds by phase, for the `claimed` event
         async with part.lock:
             part.position, part.version = await self._rows.end(p)
             regs = await self._registry.by_partition(p)
+            spent["registry"] = time.monotonic() - started
             for reg in regs.values():
                 if self._partitions.get(p) is not part:
                     return  # dropped while claiming
-                await self._start(part, reg, reason)
+                await self._start(part, reg, reason, spent=spent)
             if self._partitions.get(p) is part:
                 part.move(PartitionState.SERVING)
         elapsed = time.monotonic() - started
         self.claim_seconds.append(elapsed)
         if part.subs:
+            # Phases are wall time inside this claim: with claims running concurrently
+            # they include the other claims' turns of the event loop.
             self._events.info("claimed", p=p, epoch=epoch, subscriptions=len(part.subs),
-                              seconds=round(elapsed, 4))
+                              seconds=round(elapsed, 4), rows=int(spent["rows"]),
+                              **{f"{k}_s": round(v, 4) for k, v in spent.items()
+                                 if k != "rows"})
 
     async def settled(self, p: int) -> Partition | None:
         """`p` once a claim under way has finished, if it is then served here."""
@@ -260,13 +269,21 @@ class Engine:
             self._events.warning("bad_registration", rid=reg.rid, error=str(e))
             return None
 
-    async def _ensure_collection(self, part: Partition, tenant: str, entity: str) -> None:
+    async def _ensure_collection(self, part: Partition, tenant: str, entity: str,
+                                 spent: Spent) -> None:
+        """Load (tenant, entity) unless held; `spent` gains the seconds of the Redis
+        load (`load`), of filling the matcher (`fill`) and the rows loaded (`rows`)."""
         if self._matcher.collection(tenant, entity) is not None:
             return
+        started = time.monotonic()
         loaded = await self._rows.load_collection(tenant, entity, since=part.position)
+        loaded_at = time.monotonic()
         self._matcher.load(tenant, entity, [Row(r.id, r.version, r.values) for r in loaded.rows])
         for change in loaded.changes:
             self._matcher.apply(change)
+        spent["load"] += loaded_at - started
+        spent["fill"] += time.monotonic() - loaded_at
+        spent["rows"] += len(loaded.rows)
 
     async def _changed_since(self, part: Partition, reg: Registration, query: Query,
                              pos: str) -> list[tuple[str, int]] | None:
@@ -281,14 +298,18 @@ class Engine:
             part.p, sid, version, reg.tenant, query.entity, self._resume_max)
 
     async def _start(self, part: Partition, reg: Registration, reason: str,
-                     pos: str | None = None) -> None:
+                     pos: str | None = None, spent: Spent | None = None) -> None:
         """Subscribe `reg` (caller holds the partition lock) and send its snapshot, its
         reset saying `reason`; or, given the `pos` of a new changes-mode subscription,
-        its log-position resume when it can (else the snapshot says `resume_miss`)."""
+        its log-position resume when it can (else the snapshot says `resume_miss`).
+        `spent` (a claim's) gains the seconds by phase: `load`, `fill` (see
+        `_ensure_collection`), `snapshot` (view, index and frame) and `send`."""
+        spent = defaultdict(float) if spent is None else spent
         query = self._query(reg)
         if query is None:
             return
-        await self._ensure_collection(part, reg.tenant, query.entity)
+        await self._ensure_collection(part, reg.tenant, query.entity, spent)
+        started = time.monotonic()
         changed = None
         if pos is not None and reg.rid not in part.subs:
             changed = await self._changed_since(part, reg, query, pos)
@@ -313,6 +334,9 @@ class Engine:
             frame = frame.because(reason, now_pos if changes else None)
             self.resets[reason] += 1
         part.subs[reg.rid] = SubInfo(reg.tenant, query.entity, reg.gateway)
+        made = time.monotonic()
+        spent["snapshot"] += made - started
         # Under the partition lock, so no delta of this view can overtake the snapshot.
         await self._sink.room(reg.gateway, len(frame.payload))
         self._sink.send_to(part.p, part.epoch, reg.gateway, (reg.rid,), frame.payload)
+        spent["send"] += time.monotonic() - made
