@@ -18,6 +18,8 @@ from .keys import DEFAULT_PREFIX
 __all__ = [
     "DEFAULT_DELTA_MAXLEN",
     "ENV_PREFIX",
+    "SERVERS",
+    "WS_IMPLS",
     "AuthSettings",
     "GatewaySettings",
     "QueryLimits",
@@ -29,6 +31,10 @@ __all__ = [
 
 ENV_PREFIX = "LQ_"
 DEFAULT_DELTA_MAXLEN = 100_000
+SERVERS = ("uvicorn", "granian")
+"""The ASGI servers `lq gateway` can run under."""
+WS_IMPLS = ("websockets-sansio", "websockets", "wsproto")
+"""uvicorn's WebSocket implementations (`--ws`), the first the default."""
 """`StorageSettings.delta_maxlen`'s default (named so that no second copy of it drifts)."""
 
 T = TypeVar("T")
@@ -152,6 +158,18 @@ class GatewaySettings:
         5.0, "seconds between writes of the delivery canary's row (0: no canary)")
     canary_timeout: float = _f(
         15.0, "seconds without a canary delta, while shards are live, before /readyz fails")
+    server: str = _f(
+        "uvicorn", "ASGI server: uvicorn, or granian (the lq-cluster[granian] extra; no "
+        "server WebSocket pings, no stack bytes counted: docs/performance.md)")
+    ws_impl: str = _f(
+        "websockets-sansio", "uvicorn's WebSocket implementation: websockets-sansio, "
+        "websockets, or wsproto (the lq-cluster[wsproto] extra)")
+
+    def __post_init__(self) -> None:
+        if self.server not in SERVERS:
+            raise ValueError(f"server: choose from {', '.join(SERVERS)}")
+        if self.ws_impl not in WS_IMPLS:
+            raise ValueError(f"ws_impl: choose from {', '.join(WS_IMPLS)}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""`lq gateway`: run the HTTP gateway under uvicorn, configured by flags and `LQ_` env.
+"""`lq gateway`: run the HTTP gateway under uvicorn (or granian: `--server`), configured by
+flags and `LQ_` env.
 
 This entry point is the only place that reads the environment (and the public key file);
 everything below receives frozen settings.
@@ -24,6 +25,7 @@ from gateway import GatewayConfig, create_app
 from gateway.live import LiveService
 from lq._flags import add_settings_flags, settings_from
 from lq._jsonlog import configure_json_logging
+from lq._serving import missing, serve_granian
 from storage import redact
 
 __all__ = ["config_from", "configure", "raise_fd_limit", "run"]
@@ -105,7 +107,18 @@ def run(args: argparse.Namespace) -> int:
     g = config.gateway
     emit(logging.getLogger("lq.gateway"), logging.INFO, msg="gateway starting", host=g.host,
          port=g.port, redis=redact(config.storage.redis_url))
+    need = missing(g.server, g.ws_impl)
+    if need is not None:
+        print(f"lq gateway: {need}", file=sys.stderr)
+        return 2
     raise_fd_limit()
+    if g.server == "granian":
+        try:
+            serve_granian(app, g.host, g.port, 4096, g.max_connections,
+                          app.state.live.request_drain)
+        finally:
+            flush()
+        return 0
     ping = min(300.0, max(1.0, g.ws_ping_interval))
     server = _Server(
         uvicorn.Config(
@@ -120,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             ws_ping_interval=ping,
             ws_ping_timeout=2 * ping,  # two unanswered intervals close the connection
             backlog=4096,
+            ws=g.ws_impl,
         ),
         flush,
         app.state.live,

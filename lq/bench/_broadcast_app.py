@@ -1,9 +1,10 @@
 """The ceiling of `lq bench gateway`: a bare starlette WebSocket broadcast.
 
-Run as `python -m lq.bench._broadcast_app PORT`; served by uvicorn with the same
-WebSocket implementation as `lq gateway`. Every connection to `/ws` joins the audience;
-`POST /broadcast?n=K` sends K messages (the size and shape of a live delta) to every
-connection, one `send_text` per message per connection, as a minimal app would.
+Run as `python -m lq.bench._broadcast_app PORT [STACK]`; served by the stack named
+(`lq._serving.STACKS`, default uvicorn's websockets-sansio) the way `lq gateway` is.
+Every connection to `/ws` joins the audience; `POST /broadcast?n=K` sends K messages
+(the size and shape of a live delta) to every connection, one `send_text` per message
+per connection, as a minimal app would.
 """
 
 from __future__ import annotations
@@ -58,9 +59,15 @@ def broadcast_app() -> Starlette:
 
 
 if __name__ == "__main__":
+    from lq._serving import serve_granian, split_stack
     from lq.gateway_cmd import raise_fd_limit
 
     raise_fd_limit()
-    uvicorn.run(broadcast_app(), host="127.0.0.1", port=int(sys.argv[1]), log_config=None,
-                access_log=False, server_header=False, ws_ping_interval=300.0,
-                ws_ping_timeout=600.0, backlog=4096)
+    port = int(sys.argv[1])
+    server, ws_impl = split_stack(sys.argv[2] if len(sys.argv) > 2 else "websockets-sansio")
+    if server == "granian":
+        serve_granian(broadcast_app(), "127.0.0.1", port, 4096, 50_000)
+    else:
+        uvicorn.run(broadcast_app(), host="127.0.0.1", port=port, log_config=None,
+                    access_log=False, server_header=False, ws_ping_interval=300.0,
+                    ws_ping_timeout=600.0, backlog=4096, ws=ws_impl)

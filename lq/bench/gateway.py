@@ -34,6 +34,7 @@ import httpx
 
 from gateway.auth import issue_token
 from lq._net import free_port
+from lq._serving import STACKS, missing, split_stack
 from lq.bench._stalled import stalled_reader
 from lq.bench._table import Row, print_table, quantile
 from lq.bench._wsload import WsConn, open_many
@@ -62,6 +63,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stalled-subs", type=int, default=500,
                         help="reading subscribers in the stalled-reader case (default 500; "
                         "0 skips it)")
+    parser.add_argument("--stacks", default=None,
+                        help="servers to compare, comma-separated, from "
+                        f"{', '.join(STACKS)} (default: every one installed); the first "
+                        "also gets the delivery and stalled-reader measures")
     parser.add_argument("--stalled-probes", type=int, default=30,
                         help="timed writes per stalled-reader case (default 30)")
 
@@ -94,6 +99,7 @@ class Bench:
         self.auth = {"Authorization": f"Bearer {self.token}"}
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw_port}", timeout=60,
                                       headers=self.auth)
+        self.figures: dict[str, tuple[float, float]] = {}  # for the stacks' table
 
     async def _subscribed(self, n: int, entity: str) -> list[WsConn]:
         conns = await open_many(n, "127.0.0.1", self.gw_port, "/v1/ws", self.auth, _MARK)
@@ -132,6 +138,7 @@ class Bench:
             for conn in conns:
                 conn.close()
         last, p50, p99 = (statistics.median(s[k] for s in samples) for k in range(3))
+        self.figures[f"fan{n}"] = (p50, p99)
         goal = "goal p99 <= 100 ms" if n >= 5000 else ""
         return [
             (f"fan-out to {n:,} subscribers: last has it", f"{last:.1f} ms", "from the PUT"),
@@ -141,7 +148,7 @@ class Bench:
     async def bare_fanout(self, n: int) -> list[Row]:
         """The same fan-out through the bare broadcast (one message to every connection)."""
         conns = await open_many(n, "127.0.0.1", self.bare_port, "/ws", {}, _MARK)
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, float, float]] = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.bare_port}",
                                      timeout=60) as bare:
             try:
@@ -153,12 +160,13 @@ class Bench:
                         c.count > k for c, k in zip(conns, seen, strict=True)), 30, "bare")
                     lat = [(c.changed_at - start) * 1000 for c in conns]
                     if run:
-                        samples.append((max(lat), quantile(lat, 0.99)))
+                        samples.append((max(lat), quantile(lat, 0.5), quantile(lat, 0.99)))
                     await asyncio.sleep(0.2)
             finally:
                 for conn in conns:
                     conn.close()
-        last, p99 = (statistics.median(s[k] for s in samples) for k in range(2))
+        last, p50, p99 = (statistics.median(s[k] for s in samples) for k in range(3))
+        self.figures[f"bare{n}"] = (p50, p99)
         return [(f"bare broadcast to {n:,}: last / p99", f"{last:.1f} / {p99:.1f} ms",
                  "the framework's floor for the same fan-out")]
 
@@ -174,6 +182,8 @@ class Bench:
             per_conn.append((_rss_kib(pid) - before) / n)
             for conn in conns:
                 conn.close()
+        self.figures["idle"] = (per_conn[0], per_conn[1])
+        self.figures["held"] = (float(alive), 0.0)
         return [("concurrent connections held", f"{alive:,}", "authenticated, idle"),
                 ("memory per idle connection", f"{per_conn[0]:.1f} KB", "goal <= 20 KB"),
                 ("bare broadcast: memory per connection", f"{per_conn[1]:.1f} KB",
@@ -225,22 +235,29 @@ class Bench:
         ]
 
 
-async def _measure(args: argparse.Namespace, gw_port: int, bare_port: int,
-                   gw_pid: int) -> list[Row]:
+async def _measure(args: argparse.Namespace, gw_port: int, bare_port: int, gw_pid: int,
+                   full: bool) -> tuple[list[Row], dict[str, tuple[float, float]]]:
+    """One stack's rows (all of them when `full`, else the idle and fan-out ones) and
+    its figures for the stacks' table."""
     bench = Bench(args, gw_port, bare_port, gw_pid)
     try:
         await _until_ready(bench.http)
         table = await bench.idle(args.connections)  # first: a fresh process's growth
-        for n in (int(x) for x in args.fanout.split(",") if x.strip()):
+        for n in _fanouts(args):
             table += await bench.fanout(n)
             table += await bench.bare_fanout(n)
-        table += await bench.delivery()
-        if args.stalled_subs > 0:
-            table += await stalled_reader(bench.http, gw_port, bench.auth, args.stalled_subs,
-                                          args.stalled_probes)
-        return table
+        if full:
+            table += await bench.delivery()
+            if args.stalled_subs > 0:
+                table += await stalled_reader(bench.http, gw_port, bench.auth,
+                                              args.stalled_subs, args.stalled_probes)
+        return table, bench.figures
     finally:
         await bench.http.aclose()
+
+
+def _fanouts(args: argparse.Namespace) -> list[int]:
+    return [int(x) for x in args.fanout.split(",") if x.strip()]
 
 
 async def _until_ready(http: httpx.AsyncClient) -> None:
@@ -258,23 +275,55 @@ async def _until_ready(http: httpx.AsyncClient) -> None:
         await asyncio.sleep(0.1)
 
 
-def _run_with(args: argparse.Namespace, redis_url: str) -> list[Row]:
+def _run_with(args: argparse.Namespace, redis_url: str,
+              stacks: list[str]) -> tuple[list[Row], dict[str, dict[str, tuple[float, float]]]]:
+    """The full rows of the first stack, and every stack's figures, from one run: one
+    shard, then for each stack in turn a fresh gateway and bare broadcast served by it."""
     prefix = f"lqb{secrets.token_hex(3)}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LQ_")},
            "LQ_REDIS_URL": redis_url, "LQ_PREFIX": prefix, "LQ_JWT_SECRET": _SECRET,
            "LQ_ACCESS_LOG": "false", "LQ_WS_PING_INTERVAL": "300",
            "LQ_MAX_CONNECTIONS": "50000", "LQ_MAX_SUBSCRIPTIONS": "200000"}
-    gw_port, bare_port, shard_port = free_port(), free_port(), free_port()
+    shard_port = free_port()
     shard_env = {**env, "LQ_SHARD_ID": "bench-0", "LQ_HTTP_PORT": str(shard_port)}
-    with ExitStack() as stack:
-        stack.enter_context(_server([sys.executable, "-m", "lq", "shard"], shard_port,
+    rows: list[Row] = []
+    figures: dict[str, dict[str, tuple[float, float]]] = {}
+    with ExitStack() as shard:
+        shard.enter_context(_server([sys.executable, "-m", "lq", "shard"], shard_port,
                                     shard_env))
-        gw_cmd = [sys.executable, "-m", "lq", "gateway", "--port", str(gw_port)]
-        stack.enter_context(_server(gw_cmd, gw_port, env))
-        bare_cmd = [sys.executable, "-m", "lq.bench._broadcast_app", str(bare_port)]
-        stack.enter_context(_server(bare_cmd, bare_port, env))
-        gw_pid = _pid_on(gw_port)
-        return asyncio.run(_measure(args, gw_port, bare_port, gw_pid))
+        for i, stack in enumerate(stacks):
+            server, ws_impl = split_stack(stack)
+            gw_port, bare_port = free_port(), free_port()
+            with ExitStack() as servers:
+                gw_cmd = [sys.executable, "-m", "lq", "gateway", "--port", str(gw_port)]
+                servers.enter_context(_server(gw_cmd, gw_port, {
+                    **env, "LQ_SERVER": server, "LQ_WS_IMPL": ws_impl}))
+                bare_cmd = [sys.executable, "-m", "lq.bench._broadcast_app", str(bare_port),
+                            stack]
+                servers.enter_context(_server(bare_cmd, bare_port, env))
+                print(f"lq bench gateway: measuring {stack}", file=sys.stderr, flush=True)
+                table, figures[stack] = asyncio.run(
+                    _measure(args, gw_port, bare_port, _pid_on(gw_port), full=i == 0))
+                if i == 0:
+                    rows = table
+    return rows, figures
+
+
+def _stack_rows(args: argparse.Namespace,
+                figures: dict[str, dict[str, tuple[float, float]]]) -> list[Row]:
+    """One row per (stack, measure): gateway, its bare floor, and their ratio."""
+    rows: list[Row] = []
+    for stack, f in figures.items():
+        for n in _fanouts(args):
+            (gp50, gp99), (bp50, bp99) = f[f"fan{n}"], f[f"bare{n}"]
+            rows.append((f"{stack}: fan-out to {n:,} p50 / p99",
+                         f"{gp50:.1f} / {gp99:.1f} ms",
+                         f"bare {bp50:.1f} / {bp99:.1f} ms; p99 ratio {gp99 / bp99:.2f}"))
+        gw, bare = f["idle"]
+        rows.append((f"{stack}: per idle connection", f"{gw:.1f} KB",
+                     f"bare {bare:.1f} KB; {int(f['held'][0]):,} held; ratio "
+                     f"{gw / bare if bare > 0 else float('nan'):.2f}"))
+    return rows
 
 
 def _pid_on(port: int) -> int:
@@ -296,9 +345,31 @@ def _pid_on(port: int) -> int:
     raise RuntimeError(f"no process listens on {port}")
 
 
+def _stacks(args: argparse.Namespace) -> list[str]:
+    """The stacks asked for (default: every one that can run here); SystemExit when one
+    asked for is unknown or cannot run."""
+    if args.stacks is None:
+        return [s for s in STACKS if missing(*split_stack(s)) is None]
+    stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    for stack in stacks:
+        try:
+            need = missing(*split_stack(stack))
+        except ValueError as e:
+            raise SystemExit(f"lq bench gateway: --stacks: {e}") from None
+        if need is not None:
+            raise SystemExit(f"lq bench gateway: {need}")
+    if not stacks:
+        raise SystemExit("lq bench gateway: --stacks: name at least one")
+    return stacks
+
+
 def run(args: argparse.Namespace) -> int:
+    stacks = _stacks(args)
     raise_fd_limit()
     with redis_or_embedded(args.redis_url) as url:
-        table = _run_with(args, url)
-    print_table(f"lq bench gateway (medians of {args.runs} runs)", table)
+        table, figures = _run_with(args, url, stacks)
+    print_table(f"lq bench gateway on {stacks[0]} (medians of {args.runs} runs)", table)
+    print()
+    print_table(f"lq bench gateway: stacks side by side (same run, medians of {args.runs})",
+                _stack_rows(args, figures), ("stack: measure", "gateway", "floor and ratio"))
     return 0
