@@ -158,8 +158,7 @@ async def test_overflow_of_a_poll_handle(cluster: LiveCluster) -> None:
         for m in r.json()["messages"]:
             view.apply(m)
         assert view.reason == "subscribe" and view.synced
-        for i in range(30):  # one delta each, one at a time, past the backlog of 6
-            await write(http, tok, 1, base=i)
+        await write(http, tok, 30)  # 30 changes, a delta or two each: past the backlog of 6
         await asyncio.sleep(0.5)
         r = await http.get("/v1/poll", params={"poll": handle, "after": str(view.seq),
                                                "wait": "2"}, headers=auth(tok))
