@@ -96,6 +96,7 @@ def plan_for(where: Node) -> Plan:
 class _Column(Generic[T]):
     points: dict[bytes, set[T]] = field(default_factory=dict)
     intervals: IntervalSet[T] = field(default_factory=IntervalSet)
+    ranged: int = 0  # len(intervals), without a Python-level __len__ call per change
     users: int = 0
 
 
@@ -128,6 +129,7 @@ class Dispatch(Generic[T]):
             col.points.setdefault(p, set()).add(view)
         if plan.interval is not None and plan.interval[0] < plan.interval[1]:
             col.intervals.add(view, *plan.interval)
+            col.ranged += 1
         # An empty interval (contradictory ranges) matches nothing: filed nowhere.
 
     def remove(self, view: T) -> None:
@@ -143,6 +145,7 @@ class Dispatch(Generic[T]):
                 del col.points[p]
         if plan.interval is not None and plan.interval[0] < plan.interval[1]:
             col.intervals.remove(view)
+            col.ranged -= 1
         col.users -= 1
         if not col.users:
             del self._columns[plan.path]
@@ -151,20 +154,28 @@ class Dispatch(Generic[T]):
         """Views that the row's old or new values may match (a superset, never fewer)."""
         out = set(self._always)
         for path, col in self._columns.items():
-            a = MISSING if old is None else _value(old, path)
-            b = MISSING if new is None else _value(new, path)
             if old is None or new is None:
-                xs = [encoded(b if old is None else a)]
-            elif a is b or (type(a) is type(b) and type(a) in _PLAIN and a == b):
-                xs = [encoded(a)]  # the same value: one lookup
+                row = new if old is None else old
+                x = encoded(MISSING if row is None else _value(row, path))
+                y = None
             else:
-                xs = [encoded(a), encoded(b)]
-            for x in xs:
-                hit = col.points.get(x)
+                a, b = _value(old, path), _value(new, path)
+                x = encoded(a)
+                # the same plain value: one lookup
+                same = a is b or (type(a) is type(b) and type(a) in _PLAIN and a == b)
+                y = None if same else encoded(b)
+            hit = col.points.get(x)
+            if hit:
+                out |= hit
+            intervals = col.intervals if col.ranged else None
+            if intervals is not None:
+                intervals.stab(x, out)
+            if y is not None and y != x:
+                hit = col.points.get(y)
                 if hit:
                     out |= hit
-                if col.intervals:
-                    col.intervals.stab(x, out)
+                if intervals is not None:
+                    intervals.stab(y, out)
         return out
 
     def __len__(self) -> int:

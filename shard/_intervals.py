@@ -5,8 +5,10 @@ Stabbing costs O(log n + k) for k answers: the bulk lives in a centered interval
 the answers at a node are one slice found by `bisect`), plus a short side list of
 recent additions and a set of recent removals. The tree is rebuilt when the side
 structures exceed a fraction of its size, so additions and removals cost O(log n)
-amortised. Invariant: `_live` holds exactly the items stored, with their intervals;
-the tree holds live items plus those in `_gone`; `_fresh` holds the rest of the live ones.
+amortised, and also once as many stabs as there are items have met non-empty side
+structures, so a set that stops changing ends with none (each stab walks them).
+Invariant: `_live` holds exactly the items stored, with their intervals; the tree
+holds live items plus those in `_gone`; `_fresh` holds the rest of the live ones.
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ def _build(ivs: list[tuple[bytes, bytes, T]]) -> _Node[T] | None:
 class IntervalSet(Generic[T]):
     """Items, each with one non-empty interval `[lo, hi)` of byte strings."""
 
-    __slots__ = ("_fresh", "_gone", "_live", "_tree")
+    __slots__ = ("_fresh", "_gone", "_live", "_stabs", "_tree")
 
     def __init__(self) -> None:
         self._live: dict[T, tuple[bytes, bytes]] = {}
         self._fresh: dict[T, tuple[bytes, bytes]] = {}
         self._gone: set[T] = set()
         self._tree: _Node[T] | None = None
+        self._stabs = 0  # stabs that met non-empty side structures since the last build
 
     def __len__(self) -> int:
         return len(self._live)
@@ -80,12 +83,20 @@ class IntervalSet(Generic[T]):
 
     def _maybe_rebuild(self) -> None:
         if len(self._fresh) + len(self._gone) > 8 + len(self._live) // 8:
-            self._tree = _build([(lo, hi, item) for item, (lo, hi) in self._live.items()])
-            self._fresh.clear()
-            self._gone.clear()
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._tree = _build([(lo, hi, item) for item, (lo, hi) in self._live.items()])
+        self._fresh.clear()
+        self._gone.clear()
+        self._stabs = 0
 
     def stab(self, x: bytes, out: set[T]) -> None:
         """Add to `out` every item whose interval contains `x`."""
+        if self._fresh or self._gone:
+            self._stabs += 1
+            if self._stabs > len(self._live):
+                self._rebuild()
         node = self._tree
         if self._gone:
             found: set[T] = set()

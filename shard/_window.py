@@ -62,11 +62,14 @@ class WindowView(View):
         self, rid: str, version: int, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> list[Message] | None:
         keys = self.keys
-        old_key, new_key = self.index.old, self.index.new
+        index = self.index
+        old_key, new_key = index.old, index.new
         at = None
-        if old_key is not None:
+        # Most candidates do not hold the row: one comparison with the last key held
+        # spares them the bisection.
+        if old_key is not None and keys and old_key <= keys[-1]:
             i = bisect_left(keys, old_key)
-            if i < len(keys) and keys[i] == old_key:
+            if keys[i] == old_key:
                 at = i
         admit = (
             new_key is not None

@@ -14,7 +14,7 @@ from typing import Any
 from ._ast import Cmp, Node
 from ._values import MISSING, canonical, resolve
 
-__all__ = ["Predicate", "compile_filter", "equals_to"]
+__all__ = ["Predicate", "compile_filter", "equals_to", "value_test"]
 
 Predicate = Callable[[dict[str, Any]], bool]
 ValueTest = Callable[[Any], bool]
@@ -83,7 +83,8 @@ def _contains(v: Any) -> ValueTest:
     return test
 
 
-def _value_test(c: Cmp) -> ValueTest:
+def value_test(c: Cmp) -> ValueTest:
+    """The test of one condition on the value at its path (MISSING when absent)."""
     op, v = c.op, c.value
     if op == "$eq":
         return equals_to(v)
@@ -107,7 +108,7 @@ def _value_test(c: Cmp) -> ValueTest:
 
 
 def _compile_cmp(c: Cmp) -> Predicate:
-    test = _value_test(c)
+    test = value_test(c)
     path = c.path
     if len(path) == 1:
         name = path[0]

@@ -16,8 +16,9 @@ from cluster.errors import InvalidQuery
 from cluster.settings import QueryLimits
 
 from ._ast import Node
-from ._compile import Predicate, compile_filter
+from ._compile import Predicate
 from ._cursor import CursorSigner
+from ._fuse import fuse
 from ._order import SortColumn, SortKey, make_sort_key
 from ._parse import parse_column, parse_where
 from ._values import canonical
@@ -159,7 +160,7 @@ def parse_query(
         after=after,
         position=position,
         mode=mode,
-        matches=compile_filter(where),
+        matches=fuse(where),
         sort_key=make_sort_key(sort),
         shape=shape,
     )

@@ -1,0 +1,85 @@
+"""The matcher's fast paths equal the plain code they replace (issue 16, matcher speed).
+
+- the fused predicate (`cluster.query._fuse`) equals `compile_filter`'s closures on the
+  random filters and rows of `test_query_filter` (which checks both against the oracle);
+- the fast path of number encoding equals the general one, at the edges (2**53, -0.0,
+  infinities, the largest doubles) and at random;
+- the cursor tag from precomputed HMAC pads equals `hmac.new`, for keys shorter and
+  longer than SHA-256's block;
+- the memo of `shard._encode` equals `encode_value` across kinds that compare equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cluster.query import CursorSigner, compile_filter, encode_value, parse_query
+from cluster.query._fuse import fuse
+from cluster.query._order import _general_number, _number
+from shard._encode import encoded
+from tests.test_query_filter import filters, rows
+
+
+@settings(max_examples=400, deadline=None)
+@given(filters(), st.lists(rows, min_size=1, max_size=6))
+def test_fused_predicate_equals_the_closures(where: dict[str, Any], sample: list[Any]) -> None:
+    node = parse_query({"entity": "t", "where": where, "limit": 1}, signer=None).where
+    fused, closures = fuse(node), compile_filter(node)
+    for row in sample:
+        assert fused(row) is closures(row), (where, row)
+
+
+def test_fused_predicate_inlines_and_falls_back() -> None:
+    where = {"cat": "c01", "prio": {"$gte": 3}, "n": {"$ne": None}, "t": {"$in": ["x", 1]},
+             "a.b": {"$lt": "m"}, "k": {"$exists": False}, "$or": [{"f": True}, {"g": 2}]}
+    node = parse_query({"entity": "t", "where": where, "limit": 1}, signer=None).where
+    fused = fuse(node)
+    base = {"cat": "c01", "prio": 3, "n": 0, "t": 1, "a": {"b": "a"}, "f": True}
+    assert fused(base)
+    for change in ({"cat": "c02"}, {"prio": 2.5}, {"prio": True}, {"n": None}, {"t": 1.5},
+                   {"t": "1"}, {"a": {"b": "z"}}, {"k": None}, {"f": 1}):
+        row = {**base, **change}
+        assert not fused(row) and not compile_filter(node)(row), change
+    assert fused({**base, "f": False, "g": 2.0})
+    assert not fused({k: v for k, v in base.items() if k != "n"})
+
+
+EDGES: tuple[int | float, ...] = (
+    0, -0.0, 0.0, 1, -1, 0.5, 2**53, -(2**53), 2**53 + 1, -(2**53) - 1, 2**63 - 1, -(2**63),
+    10**30, 5e-324, -5e-324, 1.7976931348623157e308, -1.7976931348623157e308,
+    float("inf"), float("-inf"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.floats(allow_nan=False), st.sampled_from(EDGES),
+                 st.binary(min_size=8, max_size=8)))
+def test_number_fast_path_equals_the_general_encoding(drawn: int | float | bytes) -> None:
+    x: int | float = struct.unpack(">d", drawn)[0] if isinstance(drawn, bytes) else drawn
+    if x != x:
+        return  # NaN is not a JSON value
+    assert _number(x) == _general_number(x)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=16, max_size=200), st.binary(max_size=300),
+       st.text(max_size=20), st.text(max_size=20))
+def test_cursor_tag_equals_hmac(key: bytes, body: bytes, entity: str, sort: str) -> None:
+    signer = CursorSigner(key)
+    msg = b"%d\0%d\0%s\0%s\0%s" % (1, 0, entity.encode(), sort.encode(), body)
+    assert signer._tag(0, entity, sort, body) == hmac.new(key, msg, hashlib.sha256).digest()[:16]
+    text = signer.make(entity, sort, body)
+    assert signer.open(text, entity, sort, 1 << 16) == body
+
+
+def test_encoding_memo_keeps_kinds_apart() -> None:
+    for x in (1, 1.0, True, 0, 0.0, -0.0, False, "1", None, 2**70, [1], {"a": 1}):
+        for _ in range(2):  # the second one from the memo
+            assert encoded(x) == encode_value(x), x
+    assert encoded(1) != encoded(True) and encoded(0) != encoded(False)
