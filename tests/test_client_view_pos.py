@@ -67,3 +67,15 @@ def test_a_truncated_or_unsynced_list_names_no_pos() -> None:
     assert s.held_pos() is None
     with pytest.raises(ProtocolViolation):
         s.apply(d(1, "resume", pos="5-0.2"))
+
+
+def test_a_changes_mode_resume_without_a_pos_is_refused_even_when_none_was_held() -> None:
+    """An older gateway's changes-mode synced names no pos; a resume naming none then
+    must not be taken as a match (the JavaScript applier refuses it too)."""
+    s = ViewState(False, 10)
+    s.apply(d(1, "reset", reason="subscribe"))
+    s.apply(d(2, "synced", count=0, truncated=False))
+    s.restart()
+    assert s.held_pos() is None
+    with pytest.raises(ProtocolViolation):
+        s.apply(d(1, "resume"))

@@ -271,7 +271,7 @@ class ViewState:
                 raise ProtocolViolation(f"resume of {count} rows, the list holds "
                                         f"{len(self.rows)} (resumable: {self.resumable}, "
                                         f"started: {self.started})")
-        elif self.started or not self.resumable or d[8] != self.pos:
+        elif self.started or not self.resumable or d[8] is None or d[8] != self.pos:
             raise ProtocolViolation(f"resume from {d[8]!r}, the list is at {self.pos!r} "
                                     f"(resumable: {self.resumable}, started: {self.started})")
         self.started = True
