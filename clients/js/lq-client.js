@@ -363,6 +363,7 @@ export class ViewState {
       if (d.count !== this.byId.size) {
         throw new ProtocolViolation(`synced count ${d.count}, the list holds ${this.byId.size}`);
       }
+      if (this.synced) throw new ProtocolViolation("synced again without a reset");
       this.synced = true;
       this.truncated = d.truncated;
       this.resuming = false;

@@ -127,6 +127,14 @@ describe("planted faults are refused, the list left as it was", () => {
     assert.match(violation(planted((d) => [...d.slice(0, 7), d[6], ...d.slice(7)])).message, /seq 7 after 7/);
   });
 
+  test("a second synced without a reset between", () => {
+    const e = violation(planted((d) => {
+      const i = d.findIndex((m) => m.op === "synced");
+      return [...d.slice(0, i + 1), { ...d[i] }, ...d.slice(i + 1)];
+    }, { renumber: true }));
+    assert.match(e.message, /synced again without a reset/);
+  });
+
   test("the first message is not reset", () => {
     assert.match(violation(planted((d) => d.slice(1), { renumber: true })).message, /not reset/);
   });
