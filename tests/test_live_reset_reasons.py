@@ -11,8 +11,8 @@ gateway's `lq_live_resets_total{reason}`.
 | `overflow` | a long-polling handle left unpolled past its bounded backlog |
 | `resume_miss` | a WebSocket resume declaring rows out of order; an SSE `Last-Event-ID` |
 |  | older than the stream's ring of events |
-| `trimmed` | a shard reading one log entry per turn, behind bursts of writes to a log |
-|  | kept to about 100 entries |
+| `trimmed` | a shard paused (within its lease) while 1,000 writes go to a log kept to |
+|  | about 100 entries |
 
 `redis_restart` is produced in tests/test_live_resume_anywhere.py (a Redis restart
 needs a Redis of its own). `reload` has no cause in the running system: see
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -208,13 +209,17 @@ async def test_resume_miss_over_websocket_and_sse(cluster: LiveCluster) -> None:
 
 
 async def test_trimmed(redis_standalone: RedisServer) -> None:
-    """A change log kept to about 100 entries, and a shard that reads one entry per turn:
-    a burst of writes trims the log past the shard's position, so it reloads the
-    partition and resets its subscriptions with `trimmed` (never a silent gap)."""
+    """A change log kept to about 100 entries: a shard paused (SIGSTOP, well within its
+    long lease) while 1,000 writes go to a partition finds its position trimmed away when
+    it wakes, so it reloads the partition and resets its subscriptions with `trimmed`
+    (never a silent gap). It reads one entry per turn, and more bursts follow at once, so
+    its reload's own load may be trimmed again: the retried claim still says `trimmed`."""
     tok = token(new_tenant())
     small_log = {"LQ_LOG_MAXLEN": "100"}
+    long_lease = {"LQ_MEMBER_TTL_MS": "10000", "LQ_LEASE_TTL_MS": "10000",
+                  "LQ_LEASE_MARGIN_MS": "1000"}
     with LiveCluster(redis_standalone.url) as c:
-        c.start_shard("shard-0", LQ_TAIL_COUNT="1", **small_log)
+        shard = c.start_shard("shard-0", LQ_TAIL_COUNT="1", **small_log, **long_lease)
         c.start_gateway(**small_log)
         c.wait_ready()
         async with httpx.AsyncClient(base_url=c.url(), timeout=30) as http:
@@ -223,7 +228,12 @@ async def test_trimmed(redis_standalone: RedisServer) -> None:
             ws = await Ws.connect(c.ws_url(), tok)
             try:
                 await ws.subscribe("a", Q)
-                for burst in range(3):  # a reload's own load may be trimmed again
+                shard.popen.send_signal(signal.SIGSTOP)
+                try:
+                    await write(http, tok, 1000, base=1000)
+                finally:
+                    shard.popen.send_signal(signal.SIGCONT)
+                for burst in range(2, 4):
                     await write(http, tok, 1000, base=1000 * burst)
                 await ws.converge(http, tok, "a", Q, timeout=30)
                 await ws.settle(lambda: "trimmed" in reasons(ws, "a"), 10)
