@@ -30,10 +30,15 @@ from typing import Any, Protocol, cast
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["TRANSPORT_KEY", "Stack", "StackTap"]
+__all__ = ["SEND_KEY", "TRANSPORT_KEY", "Stack", "StackTap"]
 
 TRANSPORT_KEY = "lq.transport"
 """The scope key under which `StackTap` leaves the connection's transport (or None)."""
+SEND_KEY = "lq.send"
+"""The scope key under which `StackTap` leaves the server's own ASGI `send`: the writer
+sends its data frames through it, past the app's wrappers of `send` (starlette's
+`WebSocket.send` state checks and its exception middleware's `sender`), which act on
+accept, close and HTTP responses only; accept and close still go through starlette."""
 _OUTQ = array.array("i", [0])  # the ioctl's answer; one for all (read synchronously)
 
 
@@ -62,6 +67,7 @@ class StackTap:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope[TRANSPORT_KEY] = _transport_of(send)
+            scope[SEND_KEY] = send
         await self.app(scope, receive, send)
 
 

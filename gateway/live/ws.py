@@ -24,6 +24,7 @@ import math
 import time
 
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import Send
 from starlette.websockets import WebSocket
 
 from cluster.errors import LiveQueryError, Unauthorized
@@ -35,7 +36,7 @@ from ..ratelimit import TokenBucket
 from . import wire
 from .backlog import Backlog
 from .service import LiveService
-from .stack import Stack
+from .stack import SEND_KEY, Stack
 from .ws_session import WsSession
 
 __all__ = ["WS_PATH", "TokenBucket", "ws_routes"]
@@ -50,10 +51,15 @@ _RECHECK_S = (0.05, 1.0)  # a stalled connection's stack is read again after the
 class WsConnection:
     """The endpoint's side of one connection (also what drain closes)."""
 
+    __slots__ = ("auth_deadline", "backlog", "bucket", "closing", "done", "live", "max_bytes",
+                 "outbox", "recheck", "send", "session", "timer", "ws")
+
     def __init__(self, live: LiveService, websocket: WebSocket) -> None:
         g = live.config
         self.live = live
         self.ws = websocket
+        # data frames go straight to the server's `send` (stack.SEND_KEY)
+        self.send: Send = websocket.scope.get(SEND_KEY) or websocket.send
         self.outbox = live.new_outbox()
         self.session = WsSession(live, self.outbox)
         self.backlog = Backlog(self.outbox, Stack.of(websocket.scope))
@@ -155,7 +161,7 @@ class WsConnection:
             self.close(CLOSE_CODES["unauthorized"], "the token has expired")
 
     async def _write(self) -> None:
-        outbox, ws, backlog = self.outbox, self.ws, self.backlog
+        outbox, send, backlog = self.outbox, self.send, self.backlog
         try:
             while not self.done:
                 if not outbox.queue and self.closing is None:
@@ -168,7 +174,7 @@ class WsConnection:
                 if taken:
                     frame = wire.batch([data for _, _, data in taken])
                     backlog.sending(len(frame))
-                    await ws.send({"type": "websocket.send", "text": frame.decode()})
+                    await send({"type": "websocket.send", "text": frame.decode()})
                     backlog.sent()
         except Exception:
             return  # the connection is gone; the reader sees the disconnect

@@ -47,6 +47,8 @@ def ws_code(error: LiveQueryError) -> str:
 
 
 class WsSession:
+    __slots__ = ("expires_at", "live", "outbox", "overloaded", "principal", "subs")
+
     def __init__(self, live: LiveService, outbox: Outbox) -> None:
         self.live = live
         self.outbox = outbox
