@@ -269,3 +269,20 @@ def test_a_loss_the_scan_cannot_tell_is_a_maybe() -> None:
     assert [w.maybe_lost for w in h.writes] == [False, True] and m.maybe_lost == 1
     assert (10, {"n": 1}) in h.possible(17)  # the delete may be gone: v10 until it expired
     assert h.possible(INF, now=40, grace=5) == [None]
+
+
+def test_recovery_counts_resets_by_reason_and_resumes_apart() -> None:
+    from lq.chaos.report import measure_recovery
+    from lq.chaos.runner import Outcome
+    from lq.chaos.settings import ChaosSettings
+
+    reset = _run(GOOD)  # reset at 1000, synced at 1003
+    reset.resets, reset.reset_reasons = [1000.0], ["failover"]
+    resumed = _run(GOOD)
+    resumed.resets, resumed.reset_reasons, resumed.resumes = [], [], [1001.0]
+    resumed.synced = [1004.5]
+    gone = FaultRecord(Fault(0.0, "gateway", "gateway-0"), start=999.0)
+    out = Outcome(ChaosSettings(), [], records=[gone], subs=[reset, resumed])
+    measure_recovery(out)
+    assert (gone.resets, gone.resumes, dict(gone.reasons)) == (1, 1, {"failover": 1})
+    assert gone.recovery == pytest.approx(5.5)  # the resumed list's synced came last

@@ -90,6 +90,7 @@ class SubCheck:
     rewinds: list[Rewind] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)  # taken by the runner
     resets: list[float] = field(default_factory=list)  # times of every reset
+    reset_reasons: list[str] = field(default_factory=list)  # their reasons, in order
     resumes: list[float] = field(default_factory=list)  # times of every resume
     declared: int = 0  # lives that declared their list (a resume asked for)
     misses: int = 0  # of those, answered with a reset (`resume_miss`)
@@ -169,7 +170,8 @@ class SubCheck:
             self.since_reset = {}
             self.reset_t = t
             self.resets.append(t)
-            self.reasons[str(m.get("reason", "unknown"))] += 1
+            self.reset_reasons.append(str(m.get("reason", "unknown")))
+            self.reasons[self.reset_reasons[-1]] += 1
             self.misses += m.get("reason") == "resume_miss"
         elif op == "resume" and not self.broken:
             self.since_reset = {}

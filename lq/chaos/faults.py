@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,6 +67,7 @@ class FaultRecord:
     recovery: float | None = None  # seconds from the start to the last synced after it
     resets: int = 0  # lists it reset
     resumes: int = 0  # lists only resumed (no reset)
+    reasons: Counter[str] = field(default_factory=Counter)  # of the resets in its window
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -39,12 +39,16 @@ def measure_recovery(out: Outcome) -> None:
         until = records[i + 1].start if i + 1 < len(records) else float("inf")
         last: float | None = None
         rec.resets = rec.resumes = 0
+        rec.reasons = Counter()
         for sub in out.subs:
             restarts = [t for t in sub.restarts if rec.start <= t < until]
             if not restarts:
                 continue
-            if any(rec.start <= t < until for t in sub.resets):
+            why = [r for t, r in zip(sub.resets, sub.reset_reasons, strict=True)
+                   if rec.start <= t < until]
+            if why:
                 rec.resets += 1
+                rec.reasons.update(why)
             else:
                 rec.resumes += 1
             after = [t for t in sub.synced if t >= restarts[-1]]
@@ -86,6 +90,9 @@ def _recovery_rows(records: list[FaultRecord]) -> list[Row]:
                  if times else "no reset")
         lost = sum(r.lost for r in mine)
         note = f"{len(mine)} faults; {sum(r.resets for r in mine)} lists reset"
+        reasons = sum((r.reasons for r in mine), Counter[str]())
+        if reasons:
+            note += " (" + ", ".join(f"{k} {n}" for k, n in reasons.most_common()) + ")"
         resumed = sum(r.resumes for r in mine)
         note += f", {resumed} only resumed" if resumed else ""
         note += f", {lost} acknowledged writes lost" if lost else ""
