@@ -92,6 +92,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="lease and membership TTL of the shards (default 3000)")
     parser.add_argument("--claim-concurrency", type=_positive,
                         help="the shards' LQ_CLAIM_CONCURRENCY (default: theirs)")
+    parser.add_argument("--timeout", type=_positive,
+                        help="seconds a failover may take before it counts as failed "
+                             "(default 60 + rows / 5,000)")
     parser.add_argument("--profile", help="write a py-spy flame graph of the survivor "
                                           "per size into this directory")
     parser.add_argument("--logs", help="keep the shards' JSON logs in this directory")
@@ -208,12 +211,20 @@ async def _profiled(out: Path | None, pid: int) -> AsyncIterator[None]:
 
 
 class _Run:
-    """One failover's figures, in seconds (phases summed over the claims)."""
+    """One failover's figures, in seconds (phases summed over the claims); `losses`:
+    leases the survivor lost or let lapse meanwhile; `ok`: all synced in time."""
 
     def __init__(self, total: float, lease: float, phases: dict[str, float],
-                 rows: int, claims: int) -> None:
+                 rows: int, claims: int, losses: int, ok: bool = True) -> None:
         self.total, self.lease = total, lease
         self.phases, self.rows, self.claims = phases, rows, claims
+        self.losses, self.ok = losses, ok
+
+
+def _losses(fleet: Fleet) -> int:
+    """Leases the survivor has lost or let lapse so far (its log's warnings)."""
+    return sum(1 for ev in fleet[SURVIVOR].events()
+               if ev.get("event") in ("lease_lost", "lease_lapsed"))
 
 
 def _claimed(fleet: Fleet, old: dict[int, int]) -> list[dict[str, Any]]:
@@ -227,18 +238,24 @@ async def _failover(fleet: Fleet, gw: SimGateway, front: Storage, timeout: float
                     profile: Path | None) -> _Run:
     old = await _epochs(front, VICTIM)
     affected: list[SimSub] = gw.subs_in(old)
+    lost_before = _losses(fleet)
+    lease = total = float("nan")
+    ok = True
     async with _profiled(profile, fleet[SURVIVOR].pid):
         started = time.monotonic()
         fleet[VICTIM].kill()
-        await _leases_moved(front, old, timeout)
-        lease = time.monotonic() - started
-        await _until(taken_over(affected, old), timeout)
-        total = time.monotonic() - started
+        try:
+            await _leases_moved(front, old, timeout)
+            lease = time.monotonic() - started
+            await _until(taken_over(affected, old), timeout)
+            total = time.monotonic() - started
+        except TimeoutError:
+            ok = False
     await fleet[VICTIM].wait_exit(5)
     events = _claimed(fleet, old)
     phases = {k: sum(float(ev.get(f"{k}_s", 0.0)) for ev in events) for k in PHASES}
     return _Run(total, lease, phases, sum(int(ev.get("rows", 0)) for ev in events),
-                len(events))
+                len(events), _losses(fleet) - lost_before, ok)
 
 
 async def _restart(fleet: Fleet, gw: SimGateway, front: Storage, timeout: float) -> None:
@@ -264,7 +281,7 @@ async def _size(args: argparse.Namespace, url: str, logs: Path, front: Storage,
     env = {"LQ_LEASE_TTL_MS": str(args.ttl_ms), "LQ_MEMBER_TTL_MS": str(args.ttl_ms)}
     if args.claim_concurrency:
         env["LQ_CLAIM_CONCURRENCY"] = str(args.claim_concurrency)
-    timeout = 60 + rows / 5_000  # generous: a 2-core box shared with others
+    timeout = args.timeout or 60 + rows / 5_000  # generous: a 2-core box shared
     runs: list[_Run] = []
     fleet = Fleet(url, logs, env)
     try:
@@ -283,8 +300,10 @@ async def _size(args: argparse.Namespace, url: str, logs: Path, front: Storage,
                     profile.parent.mkdir(parents=True, exist_ok=True)
                 run = await _failover(fleet, gw, front, timeout, profile)
                 runs.append(run)
-                print(f"{rows:,} rows, failover {k + 1}: {run.total:.2f} s", file=sys.stderr,
-                      flush=True)
+                print(f"{rows:,} rows, failover {k + 1}: {run.total:.2f} s, survivor lost"
+                      f" {run.losses} leases", file=sys.stderr, flush=True)
+                if not run.ok:
+                    break  # the survivor never settled: nothing to repeat from
                 await _restart(fleet, gw, front, timeout)
             errors = gw.errors()
     finally:
@@ -293,6 +312,12 @@ async def _size(args: argparse.Namespace, url: str, logs: Path, front: Storage,
 
 
 def _rows(args: argparse.Namespace, rows: int, runs: list[_Run], errors: list[str]) -> list[Row]:
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        return [(f"{rows:,} rows: SIGKILL -> all synced", "NOT synced",
+                 f"within {args.timeout or 60 + rows / 5_000:g} s; the survivor lost"
+                 f" {failed[0].losses} leases meanwhile")]
+
     def med(get: Callable[[_Run], float]) -> float:
         return statistics.median(get(r) for r in runs)
 
@@ -310,6 +335,8 @@ def _rows(args: argparse.Namespace, rows: int, runs: list[_Run], errors: list[st
          f"last lease -> last synced; {rows / max(total - lease, 1e-9):,.0f} rows/s"),
         (f"{rows:,} rows: in claims " + " / ".join(PHASES), split + " s",
          f"summed over {claims} claims ({check})"),
+        (f"{rows:,} rows: leases the survivor lost", str(max(r.losses for r in runs)),
+         "most in one failover (0: its renewals kept up)"),
     ]
     if errors:
         out.append((f"{rows:,} rows: protocol violations", str(len(errors)), errors[0][:60]))

@@ -38,6 +38,7 @@ from cluster.settings import QueryLimits
 from shard import Collection, Matcher, Row
 
 from .events import Events
+from .heap import Heap
 from .partitions import Partition, PartitionState, SubInfo
 from .ports import DeltaSink, Registrations, RowSource
 
@@ -58,8 +59,10 @@ class Engine:
         limits: QueryLimits,
         events: Events,
         resume_max_entries: int = 5000,
+        heap: Heap | None = None,
     ) -> None:
         self._matcher = matcher
+        self._heap = heap if heap is not None else Heap(freeze=False)
         self._resume_max = resume_max_entries
         self._rows = rows
         self._registry = registry
@@ -169,6 +172,7 @@ class Engine:
             if partition_of(tenant, entity) == p:
                 self._matcher.evict(tenant, entity)
         part.move(PartitionState.DROPPED)
+        self._heap.released()
         self._events.info("dropped", p=p, epoch=part.epoch)
 
     def drop_all(self) -> int:
@@ -256,6 +260,8 @@ class Engine:
         idle = self._matcher.idle(grace_s)
         for tenant, entity in idle:
             self._matcher.evict(tenant, entity)
+        if idle:
+            self._heap.released()
         return len(idle)
 
     def _unsubscribe(self, part: Partition, rid: str) -> None:
@@ -281,6 +287,7 @@ class Engine:
         self._matcher.load(tenant, entity, [Row(r.id, r.version, r.values) for r in loaded.rows])
         for change in loaded.changes:
             self._matcher.apply(change)
+        self._heap.loaded()
         spent["load"] += loaded_at - started
         spent["fill"] += time.monotonic() - loaded_at
         spent["rows"] += len(loaded.rows)

@@ -27,6 +27,7 @@ from .claims import Claims
 from .clock import RedisClock
 from .engine import Engine
 from .events import Events
+from .heap import Heap
 from .loop_control import ControlLoop
 from .loop_expiry import ExpiryLoop
 from .loop_hygiene import HygieneLoop
@@ -76,7 +77,7 @@ async def build(
                           s.publish_max_bytes, events)
     registry = front.registry
     engine = Engine(Matcher(signer), front.log, registry, publisher, signer, limits, events,
-                    resume_max_entries=s.resume_max_entries)
+                    resume_max_entries=s.resume_max_entries, heap=Heap())
     membership = front.membership
     claims = Claims(engine, ownership, group, s.claim_concurrency, events)
     clock = RedisClock()
