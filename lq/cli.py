@@ -25,6 +25,7 @@ BENCH_EXTRA = "bench"
 # name -> (module, help); the module is imported only when its benchmark runs
 BENCHES: dict[str, tuple[str, str]] = {
     "storage": ("lq.bench.storage", "write path, collection load and one-shot query"),
+    "oneshot": ("lq.bench.oneshot", "one-shot queries from the owner's memory vs. the scan"),
     "matcher": ("lq.bench.matcher", "the in-memory matcher: changes/s, sharing, memory"),
     "cluster": ("lq.bench.cluster", "Redis + 2 shards + a simulated gateway: latency, failover"),
     "failover": ("lq.bench.failover", "failover time against the rows the failed shard held"),
