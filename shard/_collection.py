@@ -112,10 +112,15 @@ class Collection:
     def apply(self, change: Change) -> list[ViewDelta]:
         """Apply one change; the deltas of every view it affects (none if stale)."""
         rid, version, new = change.id, change.version, change.values
-        if self.is_stale(rid, version):
-            return []
         held = self.rows.get(rid)
-        old = None if held is None else held[1]
+        if held is None:
+            if self.is_stale(rid, version):
+                return []
+            old = None
+        elif version <= held[0]:  # `is_stale` of a held row, without a second lookup
+            return []
+        else:
+            old = held[1]
         if new is None:
             self._bury(rid, version)
             if held is None:

@@ -35,6 +35,7 @@ class SortIndex:
     __slots__ = (
         "_cursors",
         "_entity",
+        "_names",
         "_paths",
         "_signer",
         "id_of",
@@ -53,6 +54,9 @@ class SortIndex:
         self.spec = query.sort_spec
         self.sort_key = query.sort_key
         self._paths = tuple(c.path for c in query.sort)
+        self._names = (
+            tuple(p[0] for p in self._paths) if all(len(p) == 1 for p in self._paths) else None
+        )
         self._signer = signer
         self._entity = query.entity
         self._cursors: dict[bytes, str] = {}
@@ -70,6 +74,13 @@ class SortIndex:
 
     def _unchanged(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
         """Whether every sort column holds the same plain value (so the key is the same)."""
+        names = self._names
+        if names is not None:  # top-level columns: no path walk per change
+            for name in names:
+                a, b = old.get(name, MISSING), new.get(name, MISSING)
+                if a is not b and (type(a) is not type(b) or type(a) not in _PLAIN or a != b):
+                    return False
+            return True
         for path in self._paths:
             a, b = _value(old, path), _value(new, path)
             if a is not b and (type(a) is not type(b) or type(a) not in _PLAIN or a != b):

@@ -4,7 +4,8 @@ Every run builds a fresh `Matcher`, loads the same rows, subscribes, then applie
 same pre-made stream of changes (versions growing as the store hands them out); only
 `apply` is timed, including the one-time JSON encoding of each view's messages, and in
 process CPU time (the matcher is single-threaded and CPU-bound; on a shared machine
-wall time mostly measures the neighbours). The
+wall time mostly measures the neighbours). As in the shard runtime
+(`shard/runtime/heap.py`), the loaded rows are frozen out of full GC passes. The
 naive baseline re-runs every distinct query over all rows after each change and diffs
 the result with the previous one; it is far too slow to run over every shape, so its
 time per query is measured on a sample and multiplied by the number of shapes.
@@ -25,6 +26,7 @@ from cluster.query import CursorSigner, Query, parse_query
 from lq.bench._table import Row as TableRow
 from lq.bench._table import median_of, print_table, quantile
 from shard import Change, Matcher, Row, plan_for
+from shard.runtime.heap import Heap
 
 __all__ = ["configure", "run"]
 
@@ -125,8 +127,10 @@ def _timed(rows: list[Row], changes: list[Change], queries: list[Query], subs: i
     """One run: load, subscribe, apply every change; changes/s (stats: deltas, latencies)."""
     m = Matcher(SIGNER)
     m.load(T, E, rows)
-    _subscribe(m, queries, subs)
     gc.collect()
+    heap = Heap()  # what the shard runtime does after a load: rows out of full GC passes
+    heap.loaded()
+    _subscribe(m, queries, subs)
     apply, cpu, wall = m.apply, time.process_time, time.perf_counter
     deltas = deliveries = 0
     lat: list[float] = []
@@ -140,6 +144,7 @@ def _timed(rows: list[Row], changes: list[Change], queries: list[Query], subs: i
             for ids in delta.routes.values():
                 deliveries += len(ids)
     elapsed = cpu() - start
+    heap.released()
     stats.setdefault("deltas", []).append(deltas / elapsed)
     stats.setdefault("deliveries", []).append(deliveries / elapsed)
     stats.setdefault("p99", []).append(quantile(lat, 0.99) * 1e6)
