@@ -134,6 +134,10 @@ class Engine:
             regs = await self._registry.by_partition(p)
             spent["registry"] = time.monotonic() - started
             for reg in regs.values():
+                # A turn of the loop between snapshots: building a view over a large
+                # collection is a long synchronous stretch, and a claim that chains
+                # them would hold off lease renewals for their sum.
+                await asyncio.sleep(0)
                 if self._partitions.get(p) is not part:
                     return  # dropped while claiming
                 await self._start(part, reg, reason, spent=spent)
@@ -291,6 +295,7 @@ class Engine:
         spent["load"] += loaded_at - started
         spent["fill"] += time.monotonic() - loaded_at
         spent["rows"] += len(loaded.rows)
+        await asyncio.sleep(0)  # a turn of the loop between the fill and the first view
 
     async def _changed_since(self, part: Partition, reg: Registration, query: Query,
                              pos: str) -> list[tuple[str, int]] | None:
