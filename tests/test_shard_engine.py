@@ -10,6 +10,7 @@ plain-Python oracle (lq/chaos/oracle.py). The real-Redis multi-process tests
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -27,6 +28,7 @@ from shard.runtime.engine import Engine
 from shard.runtime.events import Events
 from shard.runtime.loop_tail import TailLoop
 from shard.runtime.publisher import Publisher
+from storage import Loaded
 from tests.shard_doubles import MemoryFrames, MemoryRegistry, MemoryStore
 
 T, E = "t", "tasks"
@@ -261,6 +263,38 @@ async def test_a_drop_forgets_every_collection_and_a_new_claim_resets_with_fresh
     rig.check()
     rig.engine.drop(P, epoch=8)  # another claim's epoch: nothing happens
     assert rig.engine.held() == [P]
+
+
+async def test_a_partition_dropped_while_its_collection_loads_keeps_no_collection() -> None:
+    """A claim whose load was under way at the drop must not leave the collection behind:
+    nothing keeps it current, and the next claim would snapshot its stale rows."""
+    rig = Rig()
+    for i in range(5):
+        rig.write(f"r{i}", {"status": "open", "prio": i})
+    for rid, (gateway, query) in QUERIES.items():
+        rig.register(rid, gateway, query)
+    loading, release = asyncio.Event(), asyncio.Event()
+    load = rig.store.load_collection
+
+    async def slow_load(tenant: str, entity: str, *, since: str | None = None) -> Loaded:
+        loaded = await load(tenant, entity, since=since)
+        loading.set()
+        await release.wait()
+        return loaded
+
+    rig.store.load_collection = slow_load  # type: ignore[method-assign]
+    claim = asyncio.create_task(rig.engine.claim(P, epoch=7))
+    await loading.wait()
+    rig.engine.drop(P)
+    release.set()
+    await claim
+    assert not rig.engine.wanted(T, E) and rig.engine.held() == []
+    rig.store.load_collection = load  # type: ignore[method-assign]
+    rig.write("r1", {"status": "open", "prio": 9})  # while served elsewhere
+    rig.write("r2", None)
+    await rig.engine.claim(P, epoch=9)
+    await rig.deliver()
+    rig.check()
 
 
 async def test_a_trimmed_position_is_reclaimed_never_skipped() -> None:

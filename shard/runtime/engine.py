@@ -287,6 +287,11 @@ class Engine:
             return
         started = time.monotonic()
         loaded = await self._rows.load_collection(tenant, entity, since=part.position)
+        if self._partitions.get(part.p) is not part:
+            # Dropped while loading: the drop has evicted p's collections already, and
+            # one filled now would never be kept current; a later claim would find it
+            # held and snapshot stale rows from it.
+            return
         loaded_at = time.monotonic()
         self._matcher.load(tenant, entity, [Row(r.id, r.version, r.values) for r in loaded.rows])
         for change in loaded.changes:
