@@ -20,6 +20,7 @@ from cluster.messages import Change  # one change type from the log to the match
 __all__ = ["Change", "Frame", "MatcherSettings", "Message", "Routes", "Row", "ViewDelta"]
 
 _COMPACT_BELOW = 3072
+_new_tuple = tuple.__new__  # a named tuple from its fields, without its Python __new__
 _RESET = b'[{"type":"delta","op":"reset"}'  # how every snapshot frame's payload starts
 
 Message = dict[str, Any]
@@ -90,7 +91,7 @@ class Frame(NamedTuple):
             # orjson's output sits in a buffer of at least 4 KiB; frames wait in
             # batches and queues, so keep an exact-size copy of small ones.
             payload = bytes(memoryview(payload))
-        return cls(messages, payload)
+        return _new_tuple(cls, (messages, payload))  # no generated __new__ per frame
 
 
 class ViewDelta(NamedTuple):

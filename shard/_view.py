@@ -24,6 +24,8 @@ from ._types import Frame, MatcherSettings, Message, Routes, ViewDelta
 
 __all__ = ["SnapshotCache", "View"]
 
+_new_tuple = tuple.__new__  # a named tuple from its fields, without its Python __new__
+
 
 class SnapshotCache:
     """The most recently used snapshot frames, across views (at most `size`)."""
@@ -125,7 +127,10 @@ class View:
 
     def emit(self, messages: list[Message]) -> ViewDelta:
         self._snapshot = None
-        return ViewDelta(self.routes(), Frame.of(messages))
+        routes = self._routes
+        if routes is None:
+            routes = self.routes()
+        return _new_tuple(ViewDelta, (routes, Frame.of(messages)))  # one per view per change
 
     def close(self) -> None:
         """The view is dropped: release its cached snapshot."""
