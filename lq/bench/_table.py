@@ -25,10 +25,12 @@ def quantile(samples: Sequence[float], q: float) -> float:
 
 
 def print_table(
-    title: str, rows: Sequence[Row], header: Row = ("measure", "median", "note")
+    title: str, rows: Sequence[Sequence[str]],
+    header: Sequence[str] = ("measure", "median", "note"),
 ) -> None:
-    """Print rows as an aligned text table under a title."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+    """Print rows as an aligned text table under a title; every row has as many cells
+    as the header (three unless another header is given)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(title)
     line = "  ".join("-" * w for w in widths)
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
