@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import Send
@@ -35,6 +36,7 @@ from ..errors import CLOSE_CODES
 from ..ratelimit import TokenBucket
 from . import wire
 from .backlog import Backlog
+from .flush import Flusher, Resumed, Wake, send_now
 from .service import LiveService
 from .stack import SEND_KEY, Stack
 from .ws_session import WsSession
@@ -51,10 +53,12 @@ _RECHECK_S = (0.05, 1.0)  # a stalled connection's stack is read again after the
 class WsConnection:
     """The endpoint's side of one connection (also what drain closes)."""
 
-    __slots__ = ("auth_deadline", "backlog", "bucket", "closing", "done", "live", "max_bytes",
-                 "outbox", "recheck", "send", "session", "timer", "ws")
+    __slots__ = ("auth_deadline", "backlog", "bucket", "closing", "counted", "done", "live",
+                 "max_bytes", "outbox", "parked", "pending", "recheck", "send", "session",
+                 "timer", "ws")
 
-    def __init__(self, live: LiveService, websocket: WebSocket) -> None:
+    def __init__(self, live: LiveService, websocket: WebSocket,
+                 flusher: Flusher | None = None) -> None:
         g = live.config
         self.live = live
         self.ws = websocket
@@ -62,7 +66,18 @@ class WsConnection:
         self.send: Send = websocket.scope.get(SEND_KEY) or websocket.send
         self.outbox = live.new_outbox()
         self.session = WsSession(live, self.outbox)
-        self.backlog = Backlog(self.outbox, Stack.of(websocket.scope))
+        stack = Stack.of(websocket.scope)
+        self.backlog = Backlog(self.outbox, stack)
+        self.counted: Callable[[], None] | None = None  # the outbox's overflow count
+        # under uvicorn (its transport found) the flusher writes for a parked writer
+        if flusher is not None and stack is not None:
+            self.outbox.wake = Wake(flusher, self)
+            # an overflow must reach the writer even while it is parked: it rereads
+            # the stack until there is room (`_idle`), which the flusher never does
+            self.counted = self.outbox.on_overflow
+            self.outbox.on_overflow = self._overflowed
+        self.parked = False  # the writer waits in `_idle`
+        self.pending: Resumed | None = None  # a send the flusher started, not finished
         self.bucket = TokenBucket(g.ws_rate, g.ws_burst)
         self.max_bytes = g.ws_max_message_bytes
         self.auth_deadline = time.time() + g.auth_timeout
@@ -74,7 +89,43 @@ class WsConnection:
     def close(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-        self.outbox.wake.set()
+        self._wake_writer()
+
+    def _overflowed(self) -> None:
+        if self.counted is not None:
+            self.counted()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        wake = self.outbox.wake
+        if isinstance(wake, Wake):
+            wake.wake_writer()
+        else:
+            wake.set()
+
+    def can_flush(self) -> bool:
+        """`flush.Inline`: the writer is parked, no send in flight, nothing to close."""
+        return self.parked and self.pending is None and self.closing is None and not self.done
+
+    def flush_now(self) -> None:
+        """`flush.Inline`: write one batch from the flusher's callback; a send that
+        cannot finish now, or more than a batch, is handed to the writer."""
+        outbox, backlog = self.outbox, self.backlog
+        taken = outbox.take(_BATCH_MESSAGES, _BATCH_BYTES)
+        if taken:
+            frame = wire.batch([data for _, _, data in taken])
+            backlog.sending(len(frame))
+            try:
+                self.pending = send_now(self.send({"type": "websocket.send",
+                                                   "text": frame.decode()}))
+            except Exception:
+                self.done = True  # gone: the writer stops; the reader sees the disconnect
+                self._wake_writer()
+                return
+            if self.pending is None:
+                backlog.sent()
+        if self.pending is not None or outbox.queue or outbox.waiting:
+            self._wake_writer()
 
     def _arm(self) -> None:
         """Wake the writer at the next deadline (authentication or token expiry)."""
@@ -84,7 +135,7 @@ class WsConnection:
         deadline = self.auth_deadline if s.principal is None else s.expires_at
         if not math.isinf(deadline):
             delay = max(0.0, deadline - time.time()) + 0.01
-            self.timer = asyncio.get_running_loop().call_later(delay, self.outbox.wake.set)
+            self.timer = asyncio.get_running_loop().call_later(delay, self._wake_writer)
 
     async def run(self) -> None:
         live, ws = self.live, self.ws
@@ -164,8 +215,16 @@ class WsConnection:
         outbox, send, backlog = self.outbox, self.send, self.backlog
         try:
             while not self.done:
-                if not outbox.queue and self.closing is None:
-                    await self._idle()
+                if not outbox.queue and self.closing is None and self.pending is None:
+                    self.parked = True
+                    try:
+                        await self._idle()
+                    finally:
+                        self.parked = False
+                if self.pending is not None:  # a send the flusher could not finish
+                    await self.pending
+                    self.pending = None
+                    backlog.sent()
                 self._deadline_passed()
                 if self.closing is not None:
                     await self._flush_and_close()
@@ -214,7 +273,9 @@ class WsConnection:
 
 
 def ws_routes(live: LiveService) -> list[BaseRoute]:
+    flusher = Flusher()  # one per app: its callback runs in the app's loop
+
     async def endpoint(websocket: WebSocket) -> None:
-        await WsConnection(live, websocket).run()
+        await WsConnection(live, websocket, flusher).run()
 
     return [WebSocketRoute(WS_PATH, endpoint)]

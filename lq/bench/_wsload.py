@@ -124,11 +124,25 @@ async def open_one(factory: Callable[[], C], host: str, port: int, path: str,
 
 
 async def open_many(n: int, host: str, port: int, path: str, headers: dict[str, str],
-                    marker: bytes, concurrency: int = 200) -> list[WsConn]:
-    """`n` upgraded connections, opened `concurrency` at a time."""
+                    marker: bytes, concurrency: int = 200, tries: int = 3) -> list[WsConn]:
+    """`n` upgraded connections, opened `concurrency` at a time; an upgrade that fails
+    (a loaded server closing it) is tried again, up to `tries` times in all, and then
+    raises."""
     conns: list[WsConn] = []
     for i in range(0, n, concurrency):
-        batch = [open_one(lambda: WsConn(marker), host, port, path, headers)
-                 for _ in range(min(concurrency, n - i))]
-        conns += await asyncio.gather(*batch)
+        want = min(concurrency, n - i)
+        for attempt in range(tries):
+            batch = [open_one(lambda: WsConn(marker), host, port, path, headers)
+                     for _ in range(want)]
+            opened = await asyncio.gather(*batch, return_exceptions=True)
+            failed = [c for c in opened if isinstance(c, BaseException)]
+            conns += [c for c in opened if isinstance(c, WsConn)]
+            want = len(failed)
+            if not failed:
+                break
+            if attempt == tries - 1:
+                for conn in conns:
+                    conn.close()
+                raise failed[0]
+            await asyncio.sleep(0.5)
     return conns

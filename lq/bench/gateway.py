@@ -302,8 +302,13 @@ def _run_with(args: argparse.Namespace, redis_url: str,
                             stack]
                 servers.enter_context(_server(bare_cmd, bare_port, env))
                 print(f"lq bench gateway: measuring {stack}", file=sys.stderr, flush=True)
-                table, figures[stack] = asyncio.run(
-                    _measure(args, gw_port, bare_port, _pid_on(gw_port), full=i == 0))
+                try:
+                    table, figures[stack] = asyncio.run(
+                        _measure(args, gw_port, bare_port, _pid_on(gw_port), full=i == 0))
+                except Exception as e:  # one stack failing leaves the others' figures
+                    figures[stack] = {}
+                    table = [(f"{stack}: FAILED", repr(e)[:80], "")]
+                    print(f"lq bench gateway: {stack} failed: {e!r}", file=sys.stderr)
                 if i == 0:
                     rows = table
     return rows, figures
@@ -314,6 +319,9 @@ def _stack_rows(args: argparse.Namespace,
     """One row per (stack, measure): gateway, its bare floor, and their ratio."""
     rows: list[Row] = []
     for stack, f in figures.items():
+        if not f:
+            rows.append((f"{stack}: FAILED", "see the error above", ""))
+            continue
         for n in _fanouts(args):
             (gp50, gp99), (bp50, bp99) = f[f"fan{n}"], f[f"bare{n}"]
             rows.append((f"{stack}: fan-out to {n:,} p50 / p99",
@@ -346,25 +354,26 @@ def _pid_on(port: int) -> int:
 
 
 def _stacks(args: argparse.Namespace) -> list[str]:
-    """The stacks asked for (default: every one that can run here); SystemExit when one
-    asked for is unknown or cannot run."""
+    """The stacks asked for (default: every one that can run here); ValueError when one
+    asked for is unknown or cannot run here."""
     if args.stacks is None:
         return [s for s in STACKS if missing(*split_stack(s)) is None]
     stacks = [s.strip() for s in args.stacks.split(",") if s.strip()]
-    for stack in stacks:
-        try:
-            need = missing(*split_stack(stack))
-        except ValueError as e:
-            raise SystemExit(f"lq bench gateway: --stacks: {e}") from None
-        if need is not None:
-            raise SystemExit(f"lq bench gateway: {need}")
     if not stacks:
-        raise SystemExit("lq bench gateway: --stacks: name at least one")
+        raise ValueError("--stacks: name at least one")
+    for stack in stacks:
+        need = missing(*split_stack(stack))
+        if need is not None:
+            raise ValueError(need)
     return stacks
 
 
 def run(args: argparse.Namespace) -> int:
-    stacks = _stacks(args)
+    try:
+        stacks = _stacks(args)
+    except ValueError as e:
+        print(f"lq bench gateway: {e}", file=sys.stderr)
+        return 2
     raise_fd_limit()
     with redis_or_embedded(args.redis_url) as url:
         table, figures = _run_with(args, url, stacks)
@@ -372,4 +381,4 @@ def run(args: argparse.Namespace) -> int:
     print()
     print_table(f"lq bench gateway: stacks side by side (same run, medians of {args.runs})",
                 _stack_rows(args, figures), ("stack: measure", "gateway", "floor and ratio"))
-    return 0
+    return 0 if all(figures.values()) else 1
