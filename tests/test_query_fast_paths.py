@@ -6,7 +6,8 @@
   infinities, the largest doubles) and at random;
 - the cursor tag from precomputed HMAC pads equals `hmac.new`, for keys shorter and
   longer than SHA-256's block;
-- the memo of `shard._encode` equals `encode_value` across kinds that compare equal.
+- the memo of `shard._encode` equals `encode_value` across kinds that compare equal;
+- an interval set stabs exactly with its segment table and with its tree alike.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from hypothesis import strategies as st
 from cluster.query import CursorSigner, compile_filter, encode_value, parse_query
 from cluster.query._fuse import fuse
 from cluster.query._order import _general_number, _number
+from shard import IntervalSet
 from shard._encode import encoded
+from tests.test_matcher_dispatch import interval_ops
 from tests.test_query_filter import filters, rows
 
 
@@ -83,3 +86,39 @@ def test_encoding_memo_keeps_kinds_apart() -> None:
         for _ in range(2):  # the second one from the memo
             assert encoded(x) == encode_value(x), x
     assert encoded(1) != encoded(True) and encoded(0) != encoded(False)
+
+
+class _TreeOnly(IntervalSet[int]):
+    segment_cover = 0  # never a segment table
+
+
+class _TableAlways(IntervalSet[int]):
+    segment_cover = 10**9  # always a segment table
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=interval_ops)
+def test_interval_set_stabs_exactly_with_either_structure(ops: list[tuple[Any, ...]]) -> None:
+    sets: list[IntervalSet[int]] = [_TreeOnly(), _TableAlways(), IntervalSet()]
+    model: dict[int, tuple[bytes, bytes]] = {}
+    for op in ops:
+        if op[0] == "add":
+            item, lo, hi = op[1], min(op[2], op[3]), max(op[2], op[3])
+            if item in model or lo == hi:
+                continue
+            for s in sets:
+                s.add(item, lo, hi)
+            model[item] = (lo, hi)
+        elif op[0] == "remove":
+            if op[1] in model:
+                for s in sets:
+                    s.remove(op[1])
+                del model[op[1]]
+        else:
+            want = {i for i, (lo, hi) in model.items() if lo <= op[1] < hi}
+            for s in sets:
+                found: set[int] = set()
+                s.stab(op[1], found)
+                assert found == want, type(s)
+    assert sets[0]._segments is None
+    assert sets[1]._tree is None
