@@ -34,6 +34,8 @@ BENCHES: dict[str, tuple[str, str]] = {
                 "live fan-out, connections and delivery vs. a bare broadcast"),
     "e2e": ("lq.bench.e2e",
             "write -> WebSocket/SSE client latency through real processes; saturation"),
+    "scaling": ("lq.bench.scaling",
+                "changes/s and memory against subscriptions and connections (sizing)"),
 }
 
 
