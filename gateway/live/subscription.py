@@ -38,6 +38,7 @@ from .held import Held
 from .mirror import Mirror
 from .outbox import Outbox
 from .resume import Declared, plan
+from .wire import compact
 
 __all__ = ["Subscription"]
 
@@ -64,7 +65,7 @@ class Subscription:
     ) -> None:
         self.rid = rid
         self.sub = sub
-        self.sub_json = orjson.dumps(sub)
+        self.sub_json = compact(orjson.dumps(sub))  # kept: right-sized
         self.tenant = tenant
         self.p = p
         self.query = query
@@ -170,7 +171,7 @@ class Subscription:
         and its queued deltas give way to a reset and a fresh snapshot (or, after
         `resume_from`, to the resume from the mirror)."""
         self.sub = sub
-        self.sub_json = orjson.dumps(sub)
+        self.sub_json = compact(orjson.dumps(sub))  # kept: right-sized
         self.seq = 0
         self.catch_up_reason = "resume_miss"
         self.outbox.overflow(self)

@@ -212,7 +212,7 @@ class WsConnection:
             self.close(CLOSE_CODES["unauthorized"], "the token has expired")
 
     async def _write(self) -> None:
-        outbox, send, backlog = self.outbox, self.send, self.backlog
+        outbox, backlog = self.outbox, self.backlog
         try:
             while not self.done:
                 if not outbox.queue and self.closing is None and self.pending is None:
@@ -229,14 +229,19 @@ class WsConnection:
                 if self.closing is not None:
                     await self._flush_and_close()
                     return
-                taken = outbox.take(_BATCH_MESSAGES, _BATCH_BYTES)
-                if taken:
-                    frame = wire.batch([data for _, _, data in taken])
-                    backlog.sending(len(frame))
-                    await send({"type": "websocket.send", "text": frame.decode()})
-                    backlog.sent()
+                await self._send_batch()
         except Exception:
             return  # the connection is gone; the reader sees the disconnect
+
+    async def _send_batch(self) -> None:
+        """Send one frame of what is queued. Its own frame, so that its bytes are
+        dropped once sent: a parked writer holds no frame."""
+        taken = self.outbox.take(_BATCH_MESSAGES, _BATCH_BYTES)
+        if taken:
+            frame = wire.batch([data for _, _, data in taken])
+            self.backlog.sending(len(frame))
+            await self.send({"type": "websocket.send", "text": frame.decode()})
+            self.backlog.sent()
 
     async def _idle(self) -> None:
         """Wait for messages. While a subscription waits for room that the stack holds
