@@ -25,7 +25,8 @@ Invariants:
   to finish before it takes anything else);
 - each connection is in the dirty list at most once per turn (`Wake.marked`), so the
   list is bounded by the number of connections; the callback runs once per turn that
-  marked something;
+  marked something, and every marked connection is either flushed or its writer woken
+  (an unexpected error in one is logged and leaves it to its writer);
 - `Wake.set` never wakes the writer of a connection the flusher can serve; `wake_writer`
   always does (closing, deadlines, and what the flusher hands over).
 """
@@ -33,10 +34,15 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Protocol
 
+from cluster.logfmt import emit
+
 __all__ = ["Flusher", "Inline", "Resumed", "Wake", "send_now"]
+
+log = logging.getLogger("lq.gateway")
 
 
 class Inline(Protocol):
@@ -134,7 +140,10 @@ class Flusher:
         dirty, self.dirty = self.dirty, []
         for wake in dirty:
             wake.marked = False
-            if wake.conn.can_flush():
-                wake.conn.flush_now()
-            else:
-                wake.wake_writer()
+            try:
+                if wake.conn.can_flush():
+                    wake.conn.flush_now()
+                    continue
+            except Exception as e:  # a bug, not the connection: its writer takes over
+                emit(log, logging.ERROR, msg="inline flush failed", error=repr(e))
+            wake.wake_writer()
