@@ -13,10 +13,11 @@ Through ASGI this is as far as it goes: `send` is a coroutine per connection and
 frame; no ASGI server takes one frame's bytes for many connections. What can be saved is
 our task wake-up per connection: uvicorn's WebSocket `send` runs to its end without
 suspending while the transport accepts writes (below its high-water mark), so stepping it
-once writes the frame. When it does suspend (the transport is paused: a slow reader, or
-a server whose `send` always waits, such as granian's), the started send is handed to the
-connection's writer (`Resumed`), which finishes it inside its task like any await; the
-callback never waits, so a slow reader slows no one else.
+once writes the frame. When it does suspend (the transport is paused: a slow reader),
+the started send is handed to the connection's writer (`Resumed`), which finishes it
+inside its task like any await; the callback never waits, so a slow reader slows no one
+else. Only connections whose transport `stack.StackTap` found (uvicorn's) are flushed
+here; under another server (granian) every frame goes through the writer task.
 
 Invariants:
 - a connection's frames leave in queue order: only one of the writer task and the
