@@ -20,7 +20,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.query import CursorSigner, compile_filter, encode_value, parse_query
+from cluster.query import CursorSigner, _fuse, compile_filter, encode_value, parse_query
 from cluster.query._fuse import fuse
 from cluster.query._order import _general_number, _number
 from shard import IntervalSet
@@ -122,3 +122,15 @@ def test_interval_set_stabs_exactly_with_either_structure(ops: list[tuple[Any, .
                 assert found == want, type(s)
     assert sets[0]._segments is None
     assert sets[1]._tree is None
+
+
+def test_fused_predicates_are_kept_by_filter_text_and_bounded() -> None:
+    def matches(where: dict[str, Any]) -> Any:
+        return parse_query({"entity": "t", "where": where, "limit": 1}, signer=None).matches
+
+    assert matches({"a": 1, "b": "x"}) is matches({"b": "x", "a": 1})  # same canonical text
+    one, true = matches({"a": 1}), matches({"a": True})  # 1 == True in Python, not here
+    assert one is not true and one({"a": 1}) and not one({"a": True}) and true({"a": True})
+    for i in range(_fuse._MEMO + 10):
+        matches({"n": i})
+    assert len(_fuse._memo) <= _fuse._MEMO

@@ -18,7 +18,7 @@ from cluster.settings import QueryLimits
 from ._ast import Node
 from ._compile import Predicate
 from ._cursor import CursorSigner
-from ._fuse import fuse
+from ._fuse import fused
 from ._order import SortColumn, SortKey, make_sort_key
 from ._parse import parse_column, parse_where
 from ._values import canonical
@@ -160,7 +160,7 @@ def parse_query(
         after=after,
         position=position,
         mode=mode,
-        matches=fuse(where),
+        matches=fused(canonical(where_json), where),
         sort_key=make_sort_key(sort),
         shape=shape,
     )
