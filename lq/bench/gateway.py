@@ -1,18 +1,23 @@
-"""`lq bench gateway`: fan-out, connections and delivery rate of one gateway process.
+"""`lq bench gateway`: fan-out, connections and delivery rate of one gateway process,
+on each server stack side by side.
 
-Real processes on loopback: an embedded Redis (or `--redis-url`), one `lq shard`, one
-`lq gateway`, and a bare starlette WebSocket broadcast (`_broadcast_app`, the ceiling)
-served by uvicorn the same way. The clients are minimal asyncio protocols (`_wsload`),
-so the bench process measures the servers rather than itself. Printed are medians of
-`--runs`:
+Real processes on loopback: an embedded Redis (or `--redis-url`), one `lq shard`, and for
+each stack of `--stacks` in turn (`lq._serving.STACKS`: uvicorn with each of its
+WebSocket implementations, granian) a fresh `lq gateway` and a bare starlette WebSocket
+broadcast (`_broadcast_app`, the floor) served by that stack. The clients are minimal
+asyncio protocols (`_wsload`), so the bench process measures the servers rather than
+itself. Printed are medians of `--runs`:
 - fan-out: one write seen by N subscribers of one query on one gateway: time until the
-  last has it, and p50 / p99 per subscriber (from the start of the write's HTTP PUT);
+  last has it, and p50 / p99 per subscriber (from the start of the write's HTTP PUT),
+  against the bare broadcast to N, interleaved repeat by repeat (the ratio is the median
+  of the repeats' p99 ratios);
 - connections: memory per idle, authenticated connection (RSS growth of a fresh
   gateway process / connections), and the same for the bare broadcast;
-- delivery: messages/s to `--throughput-subs` subscribers for a batch of writes, against
-  the bare broadcast of as many messages of the same size (ratio);
-- slow reader: the fan-out p50 / p99 to `--stalled-subs` subscribers with one stalled
-  WebSocket reader on the gateway against none, same run (`_stalled`).
+- delivery (first stack only): messages/s to `--throughput-subs` subscribers for a batch
+  of writes, against the bare broadcast of as many messages of the same size (ratio);
+- slow reader (first stack only): the fan-out p50 / p99 to `--stalled-subs` subscribers
+  with one stalled WebSocket reader on the gateway against none, same run (`_stalled`).
+Then one table of every stack: fan-out against its floor, memory against its floor.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -86,6 +91,18 @@ async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
         await asyncio.sleep(0.002)
 
 
+async def _fan_once(conns: list[WsConn],
+                    fire: Callable[[], Awaitable[None]]) -> tuple[float, float, float]:
+    """(last, p50, p99) ms from `fire` until each of `conns` has one more message."""
+    counts = [c.count for c in conns]
+    start = time.perf_counter()
+    await fire()
+    await _until(lambda: all(c.count > k for c, k in zip(conns, counts, strict=True)),
+                 30, "the fan-out")
+    lat = [(c.changed_at - start) * 1000 for c in conns]
+    return max(lat), quantile(lat, 0.5), quantile(lat, 0.99)
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, gw_port: int, bare_port: int,
                  gw_pid: int) -> None:
@@ -117,58 +134,57 @@ class Bench:
         r.raise_for_status()
 
     async def fanout(self, n: int) -> list[Row]:
+        """One write seen by `n` subscribers, against the bare broadcast of one message to
+        `n` connections, interleaved repeat by repeat (both audiences held all along), so
+        load that comes and goes on the machine weighs on both sides alike."""
         entity = f"fan{n}"
         await self._seed(entity)
         conns = await self._subscribed(n, entity)
-        samples: list[tuple[float, float, float]] = []
+        bare_conns: list[WsConn] = []
+        gw: list[tuple[float, float, float]] = []
+        bare: list[tuple[float, float, float]] = []
+        ratios: list[float] = []
+        bare_http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.bare_port}",
+                                      timeout=60)
         try:
+            bare_conns = await open_many(n, "127.0.0.1", self.bare_port, "/ws", {}, _MARK)
             for run in range(self.args.runs + 1):  # the first run warms up
-                counts = [c.count for c in conns]
-                start = time.perf_counter()
-                r = await self.http.put(f"/v1/entities/{entity}/rows/r9",
-                                        json={**_ROW, "priority": 9, "run": run})
-                r.raise_for_status()
-                await _until(lambda seen=counts: all(  # type: ignore[misc]
-                    c.count > k for c, k in zip(conns, seen, strict=True)), 30, "the fan-out")
-                lat = [(c.changed_at - start) * 1000 for c in conns]
+
+                async def write(run: int = run) -> None:
+                    r = await self.http.put(f"/v1/entities/{entity}/rows/r9",
+                                            json={**_ROW, "priority": 9, "run": run})
+                    r.raise_for_status()
+
+                async def broadcast() -> None:
+                    (await bare_http.post("/broadcast", params={"n": "1"})).raise_for_status()
+
+                g = await _fan_once(conns, write)
+                await asyncio.sleep(0.1)
+                b = await _fan_once(bare_conns, broadcast)
+                await asyncio.sleep(0.1)
                 if run:
-                    samples.append((max(lat), quantile(lat, 0.5), quantile(lat, 0.99)))
-                await asyncio.sleep(0.2)
+                    gw.append(g)
+                    bare.append(b)
+                    ratios.append(g[2] / b[2])
         finally:
-            for conn in conns:
+            for conn in [*conns, *bare_conns]:
                 conn.close()
-        last, p50, p99 = (statistics.median(s[k] for s in samples) for k in range(3))
+            await bare_http.aclose()
+        last, p50, p99 = (statistics.median(x[k] for x in gw) for k in range(3))
+        b_last, b50, b99 = (statistics.median(x[k] for x in bare) for k in range(3))
+        ratio = statistics.median(ratios)
         self.figures[f"fan{n}"] = (p50, p99)
+        self.figures[f"bare{n}"] = (b50, b99)
+        self.figures[f"ratio{n}"] = (ratio, 0.0)
         goal = "goal p99 <= 100 ms" if n >= 5000 else ""
         return [
             (f"fan-out to {n:,} subscribers: last has it", f"{last:.1f} ms", "from the PUT"),
             (f"fan-out to {n:,}: p50 / p99 per subscriber", f"{p50:.1f} / {p99:.1f} ms", goal),
+            (f"bare broadcast to {n:,}: last / p99", f"{b_last:.1f} / {b99:.1f} ms",
+             "the framework's floor for the same fan-out, interleaved"),
+            (f"fan-out to {n:,}: gateway / bare p99", f"{ratio:.2f}",
+             "median of the repeats' ratios; goal <= 1.3"),
         ]
-
-    async def bare_fanout(self, n: int) -> list[Row]:
-        """The same fan-out through the bare broadcast (one message to every connection)."""
-        conns = await open_many(n, "127.0.0.1", self.bare_port, "/ws", {}, _MARK)
-        samples: list[tuple[float, float, float]] = []
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.bare_port}",
-                                     timeout=60) as bare:
-            try:
-                for run in range(self.args.runs + 1):
-                    counts = [c.count for c in conns]
-                    start = time.perf_counter()
-                    (await bare.post("/broadcast", params={"n": "1"})).raise_for_status()
-                    await _until(lambda seen=counts: all(  # type: ignore[misc]
-                        c.count > k for c, k in zip(conns, seen, strict=True)), 30, "bare")
-                    lat = [(c.changed_at - start) * 1000 for c in conns]
-                    if run:
-                        samples.append((max(lat), quantile(lat, 0.5), quantile(lat, 0.99)))
-                    await asyncio.sleep(0.2)
-            finally:
-                for conn in conns:
-                    conn.close()
-        last, p50, p99 = (statistics.median(s[k] for s in samples) for k in range(3))
-        self.figures[f"bare{n}"] = (p50, p99)
-        return [(f"bare broadcast to {n:,}: last / p99", f"{last:.1f} / {p99:.1f} ms",
-                 "the framework's floor for the same fan-out")]
 
     async def idle(self, n: int) -> list[Row]:
         per_conn: list[float] = []
@@ -245,7 +261,6 @@ async def _measure(args: argparse.Namespace, gw_port: int, bare_port: int, gw_pi
         table = await bench.idle(args.connections)  # first: a fresh process's growth
         for n in _fanouts(args):
             table += await bench.fanout(n)
-            table += await bench.bare_fanout(n)
         if full:
             table += await bench.delivery()
             if args.stalled_subs > 0:
@@ -326,7 +341,7 @@ def _stack_rows(args: argparse.Namespace,
             (gp50, gp99), (bp50, bp99) = f[f"fan{n}"], f[f"bare{n}"]
             rows.append((f"{stack}: fan-out to {n:,} p50 / p99",
                          f"{gp50:.1f} / {gp99:.1f} ms",
-                         f"bare {bp50:.1f} / {bp99:.1f} ms; p99 ratio {gp99 / bp99:.2f}"))
+                         f"bare {bp50:.1f} / {bp99:.1f} ms; p99 ratio {f[f'ratio{n}'][0]:.2f}"))
         gw, bare = f["idle"]
         rows.append((f"{stack}: per idle connection", f"{gw:.1f} KB",
                      f"bare {bare:.1f} KB; {int(f['held'][0]):,} held; ratio "
