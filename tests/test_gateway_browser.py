@@ -166,13 +166,20 @@ def test_no_log_line_carries_a_ticket_or_a_token(
     http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     tok = token(new_tenant())
+    def ours() -> str:
+        # the gateway's own lines (httpx's are this client's; `lq gateway` turns
+        # uvicorn's access lines off, this test's uvicorn does not)
+        lines = [r for r in caplog.records if r.name.startswith("lq.")]
+        return "\n".join(f"{r.getMessage()} {r.__dict__}" for r in lines)
+
     with caplog.at_level("INFO"):
         ticket = _ticket(http, tok)
         _sse_status(http, ticket=ticket, token=tok)
         http.get("/v1/poll", params={"q": Q, "wait": "0", "token": tok})
-    # the gateway's own lines (httpx's are this client's; `lq gateway` turns uvicorn's
-    # access lines off, this test's uvicorn does not)
-    ours = [r for r in caplog.records if r.name.startswith("lq.")]
-    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in ours)
+        # the server thread writes its access line after the reply is sent
+        deadline = time.monotonic() + 5
+        while "/v1/poll" not in ours() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    logged = ours()
     assert "/v1/sse" in logged and "/v1/poll" in logged
     assert ticket not in logged and tok not in logged
