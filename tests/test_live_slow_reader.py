@@ -46,13 +46,18 @@ LIMIT = 20
 Q: dict[str, Any] = {"entity": "tasks", "sort": ["-p"], "limit": LIMIT}
 PAD = "x" * 900
 WRITES = 4000  # about 4.5 MB of deltas to each subscriber
+_SLOW = {"LQ_MEMBER_TTL_MS": "8000", "LQ_LEASE_TTL_MS": "8000", "LQ_LEASE_MARGIN_MS": "1000",
+         "LQ_GATEWAY_GRACE_MS": "8000"}
 
 
 @pytest.fixture(scope="module")
 def cluster(redis_standalone: RedisServer) -> Iterator[LiveCluster]:
     with LiveCluster(redis_standalone.url) as c:
-        c.start_shard("shard-0")
-        c.start_gateway(LQ_OUTBOX_MAX_MESSAGES="100000", LQ_OUTBOX_MAX_BYTES=str(BOUND))
+        # Leases and memberships long enough that megabytes of deltas on a busy machine
+        # never lapse one (that would be a `failover` reset, which this test is not about).
+        c.start_shard("shard-0", **_SLOW)
+        c.start_gateway(LQ_OUTBOX_MAX_MESSAGES="100000", LQ_OUTBOX_MAX_BYTES=str(BOUND),
+                        LQ_MEMBER_TTL_MS="8000")
         c.wait_ready()
         yield c
 
