@@ -16,8 +16,8 @@ growth:
    subscriber; messages delivered per second until the last subscriber has them all.
    `writes` = `max_messages` // N, clamped to 3..200, so the count stays bounded;
 4. fan-out: one write seen by N fresh subscribers, p50 / p99 per subscriber from the
-   start of its PUT (`Bench.fanout`, one warm-up write, one timed), and the bare
-   broadcast's (`Bench.bare_fanout`).
+   start of its PUT, and the bare broadcast's (`Bench.fanout`, one warm-up write, one
+   timed).
 Every figure of a point comes from one repetition; the caller takes medians.
 """
 
@@ -84,8 +84,7 @@ async def _point(n: int, gw_port: int, bare_port: int, max_messages: int) -> dic
         finally:
             for conn in conns:
                 conn.close()
-        await bench.fanout(n)
-        await bench.bare_fanout(n)
+        await bench.fanout(n)  # the gateway's and the bare broadcast's, same run
     finally:
         await bench.http.aclose()
     f = bench.figures
