@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -70,4 +71,12 @@ def serve_granian(app: Any, host: str, port: int, backlog: int, max_connections:
     server = _Server(app, address=host, port=port, interface=Interfaces.ASGI,
                      websockets=True, backlog=backlog, backpressure=max_connections,
                      log_enabled=False)
-    asyncio.run(server.serve())
+
+    async def main() -> None:
+        # embedded granian installs no signal handlers of its own
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.signal_handler_interrupt)
+        await server.serve()
+
+    asyncio.run(main())
