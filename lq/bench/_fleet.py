@@ -16,8 +16,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,11 @@ import orjson
 
 from cluster.loops import cancel_all, cancel_requested
 from cluster.partition import PARTITIONS, owner
+from lq.embedded import redis_or_embedded
 from storage import Leases
 
-__all__ = ["Fleet", "ShardProcess", "cancel_all", "cancelling", "http_get", "shard_env"]
+__all__ = ["Fleet", "ShardProcess", "cancel_all", "cancelling", "http_get", "redis_and_logs",
+           "shard_env"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -298,3 +301,17 @@ def cancelling() -> bool:
     return cancel_requested()
 
 
+
+
+@contextlib.contextmanager
+def redis_and_logs(redis_url: str | None, logs: str | None) -> Iterator[tuple[str, Path]]:
+    """The Redis a shard bench runs on (`redis_url`, or an embedded one with AOF, stopped
+    on exit) and the directory for its shards' logs (`logs`, made if missing and kept;
+    else a temporary one, removed on exit)."""
+    with contextlib.ExitStack() as stack:
+        if logs:
+            where = Path(logs)
+            where.mkdir(parents=True, exist_ok=True)
+        else:
+            where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lq-bench-")))
+        yield stack.enter_context(redis_or_embedded(redis_url, appendonly=True)), where

@@ -1,6 +1,13 @@
 """Shard processes and a simulated gateway (one import for the bench and the tests)."""
 
-from lq.bench._fleet import Fleet, ShardProcess, cancel_all, http_get, shard_env
+from lq.bench._fleet import (
+    Fleet,
+    ShardProcess,
+    cancel_all,
+    http_get,
+    redis_and_logs,
+    shard_env,
+)
 from lq.bench._simgateway import FrameRecord, SimGateway, taken_over
 from lq.bench._simsub import Decoded, SimSub
 
@@ -13,6 +20,7 @@ __all__ = [
     "SimSub",
     "cancel_all",
     "http_get",
+    "redis_and_logs",
     "shard_env",
     "taken_over",
 ]

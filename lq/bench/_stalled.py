@@ -21,12 +21,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from lq.bench._table import Row, quantile
+from lq.bench._wait import until
 from lq.bench._wsload import WsConn, open_many, open_one
 
 __all__ = ["stalled_reader"]
@@ -53,14 +53,6 @@ class _Firehose(WsConn):
         super().received(data)
 
 
-async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
-
-
 async def _gauges(http: httpx.AsyncClient) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in (await http.get("/metrics")).text.splitlines():
@@ -85,7 +77,7 @@ async def _probe(http: httpx.AsyncClient, readers: list[WsConn], probes: int,
         r = await http.put("/v1/entities/iso/rows/r9",
                            json={"priority": 9, "probe": f"{tag}{i}"})
         r.raise_for_status()
-        await _until(lambda seen=counts: all(  # type: ignore[misc]
+        await until(lambda seen=counts: all(  # type: ignore[misc]
             c.count > k for c, k in zip(readers, seen, strict=True)), 30, "the fan-out")
         if i:
             lat += [(c.changed_at - start) * 1000 for c in readers]
@@ -121,7 +113,7 @@ async def stalled_reader(http: httpx.AsyncClient, port: int, auth: dict[str, str
             await asyncio.sleep(_FIREHOSE_S)
 
     try:
-        await _until(lambda: hose.synced and all(c.synced for c in readers), 120, "syncs")
+        await until(lambda: hose.synced and all(c.synced for c in readers), 120, "syncs")
         hosing = asyncio.create_task(firehose())
         try:
             calm = await _probe(http, readers, probes, "n")
@@ -135,7 +127,7 @@ async def stalled_reader(http: httpx.AsyncClient, port: int, auth: dict[str, str
             stalled = await _probe(http, readers, probes, "s")
             late = await _gauges(http)
             hose.transport.resume_reading()
-            await _until(lambda: hose.overflows > 0, 60, "the stalled reader's overflow reset")
+            await until(lambda: hose.overflows > 0, 60, "the stalled reader's overflow reset")
             calm += await _probe(http, readers, probes, "m")  # none again: drift shows
         finally:
             hosing.cancel()

@@ -146,3 +146,4 @@ async def open_many(n: int, host: str, port: int, path: str, headers: dict[str, 
                 raise failed[0]
             await asyncio.sleep(0.5)
     return conns
+

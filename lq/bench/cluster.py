@@ -30,7 +30,6 @@ import itertools
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,9 +39,17 @@ import orjson
 
 from cluster.partition import PARTITIONS, owner, partition_of
 from cluster.settings import StorageSettings
-from lq.bench._shardsim import Decoded, Fleet, SimGateway, SimSub, shard_env, taken_over
+from lq.bench._shardsim import (
+    Decoded,
+    Fleet,
+    SimGateway,
+    SimSub,
+    redis_and_logs,
+    shard_env,
+    taken_over,
+)
 from lq.bench._table import Row, print_table, quantile
-from lq.embedded import redis_or_embedded
+from lq.bench._wait import until
 from storage import DeltaFrame, RowStore, Storage, WriteOp, run_batch
 
 __all__ = ["configure", "run"]
@@ -67,13 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with contextlib.ExitStack() as stack:
-        if args.logs:
-            logs = Path(args.logs)
-            logs.mkdir(parents=True, exist_ok=True)
-        else:
-            logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lq-bench-")))
-        url = stack.enter_context(redis_or_embedded(args.redis_url, appendonly=True))
+    with redis_and_logs(args.redis_url, args.logs) as (url, logs):
         rows = asyncio.run(_bench(args, url, logs))
     print_table("lq bench cluster (2 shards, 1 simulated gateway)", rows)
     return 0
@@ -185,16 +186,6 @@ def _all_seen(latency: _Latency, ids: list[str]) -> Callable[[], bool]:
     return lambda: all(i in latency.seen for i in ids)
 
 
-async def _until(check: Callable[[], bool], timeout: float, step: float = 0.005) -> float:
-    """Seconds until `check()` holds; TimeoutError after `timeout`."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"not reached within {timeout}s")
-        await asyncio.sleep(step)
-    return time.monotonic() - started
-
-
 # --------------------------------------------------------------------------- phases
 
 
@@ -215,7 +206,7 @@ async def _latency_and_saturation(args: argparse.Namespace, url: str, logs: Path
             await fleet.wait_balanced(front.leases, SHARDS, timeout=60)
             for tenant, entity in collections:
                 await gw.subscribe(tenant, {"entity": entity, "mode": "changes"})
-            await _until(gw.all_synced, 30)
+            await until(gw.all_synced, 30)
             await _paced(store, collections, 200, 1.0, 10**9)  # warm up
             for rate in [float(r) for r in args.rates.split(",") if r.strip()]:
                 sent = await _write_from_another_process(url, rate, args.duration,
@@ -224,7 +215,7 @@ async def _latency_and_saturation(args: argparse.Namespace, url: str, logs: Path
                 latency.sent.update(sent)
                 written = list(sent)
                 with contextlib.suppress(TimeoutError):
-                    await _until(_all_seen(latency, written), 10)
+                    await until(_all_seen(latency, written), 10)
                 samples = latency.samples_ms(written)
                 lost = len(written) - len(samples)
                 note = f"{len(samples):,} writes in {args.duration:g}s"
@@ -307,14 +298,14 @@ async def _failovers(args: argparse.Namespace, url: str, logs: Path,
             for tenant, entity in collections:
                 await gw.subscribe(tenant, {"entity": entity, "mode": "changes"})
                 await gw.subscribe(tenant, {"entity": entity, "sort": ["-n"], "limit": 20})
-            await _until(gw.all_synced, 30)
+            await until(gw.all_synced, 30)
             for k in range(args.runs * 2):
                 kind = ("kill", "term")[k % 2]
                 victim = SHARDS[k // 2 % 2]
                 times[kind].append(await _failover(fleet, gw, front, victim, kind))
                 fleet.start(victim)  # the same id again: a new incarnation
                 await fleet.wait_balanced(front.leases, SHARDS, timeout=60)
-                await _until(gw.all_synced, 30)
+                await until(gw.all_synced, 30)
     return [
         ("failover after SIGKILL", f"{statistics.median(times['kill']):.2f} s",
          f"median of {args.runs}; TTL 3 s (goal <= 4 s)"),
@@ -333,7 +324,7 @@ async def _failover(fleet: Fleet, gw: SimGateway, front: Storage, victim: str,
         fleet[victim].kill()
     else:
         fleet[victim].terminate()
-    await _until(taken_over(affected, old), 30)
+    await until(taken_over(affected, old), 30)
     took = time.monotonic() - started
     await fleet[victim].wait_exit(5)
     return took

@@ -39,7 +39,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -47,9 +46,9 @@ from typing import Any
 
 from cluster.partition import PARTITIONS, owner, partition_of
 from cluster.settings import StorageSettings
-from lq.bench._shardsim import Fleet, SimGateway, SimSub, taken_over
+from lq.bench._shardsim import Fleet, SimGateway, SimSub, redis_and_logs, taken_over
 from lq.bench._table import Row, print_table
-from lq.embedded import redis_or_embedded
+from lq.bench._wait import until
 from storage import RowStore, Storage, WriteOp, run_batch
 
 __all__ = ["configure", "run"]
@@ -104,13 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.collections > PARTITIONS // 2:
         print(f"--collections: at most {PARTITIONS // 2}", file=sys.stderr)
         return 2
-    with contextlib.ExitStack() as stack:
-        if args.logs:
-            logs = Path(args.logs)
-            logs.mkdir(parents=True, exist_ok=True)
-        else:
-            logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lq-bench-")))
-        url = stack.enter_context(redis_or_embedded(args.redis_url, appendonly=True))
+    with redis_and_logs(args.redis_url, args.logs) as (url, logs):
         rows = asyncio.run(_bench(args, url, logs))
     title = f"lq bench failover (2 shards, TTL {args.ttl_ms} ms, medians of {args.repeats})"
     print_table(title, rows)
@@ -160,14 +153,6 @@ def _queries(entity: str) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- timing
-
-
-async def _until(check: Callable[[], bool], timeout: float, step: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not reached within {timeout}s")
-        await asyncio.sleep(step)
 
 
 async def _leases_moved(front: Storage, old: dict[int, int], timeout: float) -> None:
@@ -247,7 +232,7 @@ async def _failover(fleet: Fleet, gw: SimGateway, front: Storage, timeout: float
         try:
             await _leases_moved(front, old, timeout)
             lease = time.monotonic() - started
-            await _until(taken_over(affected, old), timeout)
+            await until(taken_over(affected, old), timeout)
             total = time.monotonic() - started
         except TimeoutError:
             ok = False
@@ -264,7 +249,7 @@ async def _restart(fleet: Fleet, gw: SimGateway, front: Storage, timeout: float)
     fleet.start(VICTIM)
     await fleet.wait_balanced(front.leases, SHARDS, timeout=timeout)
     back = {p: e for p, e in held.items() if owner(p, SHARDS) == VICTIM}
-    await _until(taken_over(gw.subs_in(back), back), timeout)
+    await until(taken_over(gw.subs_in(back), back), timeout)
 
 
 # --------------------------------------------------------------------------- runs
@@ -292,7 +277,7 @@ async def _size(args: argparse.Namespace, url: str, logs: Path, front: Storage,
             for tenant, entity in collections:
                 for query in _queries(entity):
                     await gw.subscribe(tenant, query)
-            await _until(gw.all_synced, timeout)
+            await until(gw.all_synced, timeout)
             for k in range(args.repeats):
                 profile = None
                 if args.profile and k == 0:

@@ -42,6 +42,7 @@ from lq._net import free_port
 from lq._serving import STACKS, missing, split_stack
 from lq.bench._stalled import stalled_reader
 from lq.bench._table import Row, print_table, quantile
+from lq.bench._wait import until
 from lq.bench._wsload import WsConn, open_many
 from lq.bench.http import _server
 from lq.embedded import redis_or_embedded
@@ -83,14 +84,6 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
-
-
 async def _fan_once(conns: list[WsConn], fire: Callable[[], Awaitable[None]]
                     ) -> tuple[float, float, float, float]:
     """(last, p50, p99, first) ms from `fire` until each of `conns` has one more
@@ -98,7 +91,7 @@ async def _fan_once(conns: list[WsConn], fire: Callable[[], Awaitable[None]]
     counts = [c.count for c in conns]
     start = time.perf_counter()
     await fire()
-    await _until(lambda: all(c.count > k for c, k in zip(conns, counts, strict=True)),
+    await until(lambda: all(c.count > k for c, k in zip(conns, counts, strict=True)),
                  30, "the fan-out")
     lat = [(c.changed_at - start) * 1000 for c in conns]
     return max(lat), quantile(lat, 0.5), quantile(lat, 0.99), min(lat)
@@ -125,7 +118,7 @@ class Bench:
         message = json.dumps({"type": "subscribe", "sub": "s", "query": query}).encode()
         for conn in conns:
             conn.send(message)
-        await _until(lambda: all(c.synced for c in conns), 120, "subscriptions to sync")
+        await until(lambda: all(c.synced for c in conns), 120, "subscriptions to sync")
         return conns
 
     async def _seed(self, entity: str) -> None:
@@ -217,7 +210,7 @@ class Bench:
         counts = [c.count for c in conns]
         start = time.perf_counter()
         await fire()
-        await _until(lambda: all(c.count >= n + k for c, n in zip(conns, counts, strict=True)),
+        await until(lambda: all(c.count >= n + k for c, n in zip(conns, counts, strict=True)),
                      120, "the deliveries")
         elapsed = max(c.changed_at for c in conns) - start
         return len(conns) * k / elapsed
