@@ -129,22 +129,30 @@ class Flusher:
     def mark(self, wake: Wake) -> None:
         if wake.marked:
             return
+        if not self.scheduled:  # marked only once a flush is sure to come
+            asyncio.get_running_loop().call_soon(self.flush)
+            self.scheduled = True
         wake.marked = True
         self.dirty.append(wake)
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
-        """Each marked connection writes what it has (or hands it to its writer)."""
+        """Each marked connection writes what it has (or hands it to its writer); one
+        that this flush did not reach (it was interrupted) is handed to its writer."""
         self.scheduled = False
         dirty, self.dirty = self.dirty, []
-        for wake in dirty:
-            wake.marked = False
-            try:
-                if wake.conn.can_flush():
-                    wake.conn.flush_now()
-                    continue
-            except Exception as e:  # a bug, not the connection: its writer takes over
-                emit(log, logging.ERROR, msg="inline flush failed", error=repr(e))
-            wake.wake_writer()
+        done = 0  # the index being flushed; all of them once the loop ends
+        try:
+            for done, wake in enumerate(dirty):  # noqa: B007 (read in finally)
+                wake.marked = False
+                try:
+                    if wake.conn.can_flush():
+                        wake.conn.flush_now()
+                        continue
+                except Exception as e:  # a bug, not the connection: its writer takes over
+                    emit(log, logging.ERROR, msg="inline flush failed", error=repr(e))
+                wake.wake_writer()
+            done = len(dirty)
+        finally:
+            for wake in dirty[done:]:  # only after an interruption: in no list any more
+                wake.marked = False
+                wake.wake_writer()

@@ -104,8 +104,13 @@ class WsConnection:
             wake.set()
 
     def can_flush(self) -> bool:
-        """`flush.Inline`: the writer is parked, no send in flight, nothing to close."""
-        return self.parked and self.pending is None and self.closing is None and not self.done
+        """`flush.Inline`: the writer is parked, no send in flight, nothing to close, and
+        the token has not expired (past it, the writer closes the connection first)."""
+        if not (self.parked and self.pending is None and self.closing is None
+                and not self.done):
+            return False
+        s = self.session
+        return s.principal is not None and time.time() < s.expires_at
 
     def flush_now(self) -> None:
         """`flush.Inline`: write one batch from the flusher's callback; a send that
@@ -248,7 +253,7 @@ class WsConnection:
         up, read the stack again (backing off while it does not drain) and catch up what
         fits."""
         outbox = self.outbox
-        if outbox.waiting and outbox.below:
+        if outbox.waiting:  # (also with the stack read empty: it may have drained since)
             try:
                 async with asyncio.timeout(self.recheck):
                     await outbox.wake.wait()
