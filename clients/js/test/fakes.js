@@ -3,6 +3,8 @@
 
 import { readFileSync } from "node:fs";
 
+import { connect } from "../lq-client.js";
+
 /** A recorded stream (test/streams/<name>.json). */
 export function fixture(name) {
   return JSON.parse(readFileSync(new URL(`./streams/${name}.json`, import.meta.url), "utf8"));
@@ -20,6 +22,27 @@ export const byId = (rows) => [...plain(rows)].sort((a, b) => (a.id < b.id ? -1 
 /** Lets every pending promise callback and I/O callback run. */
 export async function flush() {
   for (let i = 0; i < 20; i += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Lets the digests of `synced` be hashed (Web Crypto answers on its own thread). */
+export async function settle() {
+  for (let i = 0; i < 5; i++) await flush();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  await flush();
+}
+
+/** The server's delta messages of a recording's frames. */
+export const deltas = (frames) => frames.filter((f) => !f.sent).flat().filter((m) => m.type === "delta");
+/** The subscribes a fake WebSocket was sent. */
+export const subscribes = (ws) => ws.sent.filter((m) => m.type === "subscribe");
+
+/** The server's frames of a recording, renamed to `sub`, edited by `edit(message)`. */
+export function play(ws, frames, sub, edit = (m) => m) {
+  for (const frame of frames) {
+    if (frame.sent) continue;
+    const one = (m) => edit({ ...m, sub });
+    ws.receive(Array.isArray(frame) ? frame.map(one) : one(frame));
+  }
 }
 
 /** A manual clock: timers run only when the test advances time. */
@@ -194,4 +217,16 @@ export function fakeFetch(handler) {
 export function jwt(claims) {
   const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
   return `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}.c2ln`;
+}
+
+/** A client over fake WebSockets and a fake clock (pushed to `clients`, for closing). */
+export function wsClient(clients) {
+  const sockets = new FakeWebSockets();
+  const clock = new FakeClock();
+  const client = connect({
+    url: "http://gw.test:8080/", token: "tok", WebSocket: sockets.Ctor, clock, random: () => 0.5,
+    transport: "ws", fetch: fakeFetch(() => [500, {}]), heartbeat: 1e9,
+  });
+  clients.push(client);
+  return { client, sockets, clock };
 }

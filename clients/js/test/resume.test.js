@@ -8,40 +8,16 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
 
-import { connect, ProtocolViolation, ViewState } from "../lq-client.js";
-import { FakeClock, FakeWebSockets, fakeFetch, fixture, flush, plain } from "./fakes.js";
+import { ProtocolViolation, ViewState } from "../lq-client.js";
+import { deltas, fixture, flush, plain, play, settle, subscribes, wsClient } from "./fakes.js";
 
 const clients = [];
 afterEach(() => clients.splice(0).forEach((c) => c.close()));
 
 const F = fixture("resume");
 
-function setup() {
-  const sockets = new FakeWebSockets();
-  const clock = new FakeClock();
-  const client = connect({
-    url: "http://gw.test:8080/", token: "tok", WebSocket: sockets.Ctor, clock, random: () => 0.5,
-    transport: "ws", fetch: fakeFetch(() => [500, {}]), heartbeat: 1e9,
-  });
-  clients.push(client);
-  return { client, sockets, clock };
-}
 
-/** The server's frames of a recording, renamed to `sub`, edited by `edit(message)`. */
-function play(ws, frames, sub, edit = (m) => m) {
-  for (const frame of frames) {
-    if (frame.sent) continue;
-    const one = (m) => edit({ ...m, sub });
-    ws.receive(Array.isArray(frame) ? frame.map(one) : one(frame));
-  }
-}
 
-/** Lets the digests of `synced` be hashed (Web Crypto answers on its own thread). */
-async function settle() {
-  for (let i = 0; i < 5; i++) await flush();
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  await flush();
-}
 
 /** Waits (real time, at most 2 s) until `cond()` holds. */
 async function until(cond) {
@@ -49,12 +25,10 @@ async function until(cond) {
   await flush();
 }
 
-const subscribes = (ws) => ws.sent.filter((m) => m.type === "subscribe");
-const deltas = (frames) => frames.filter((f) => !f.sent).flat().filter((m) => m.type === "delta");
 
 /** A view synced on the first snapshot, then a dropped connection and a new one. */
 async function reconnected() {
-  const { client, sockets, clock } = setup();
+  const { client, sockets, clock } = wsClient(clients);
   const view = client.subscribe(F.query);
   const ws = await sockets.accept();
   play(ws, F.first, view.sub);
@@ -188,7 +162,7 @@ describe("state-diff resume", () => {
   });
 
   test("a list that would not fit in 48 KiB is not declared", async () => {
-    const { client, sockets, clock } = setup();
+    const { client, sockets, clock } = wsClient(clients);
     const query = { entity: "big", sort: ["-p"], limit: 1000 };
     const view = client.subscribe(query);
     const ws = await sockets.accept();
@@ -205,7 +179,7 @@ describe("state-diff resume", () => {
   });
 
   test("a changes-mode view never declares rows, nor a pos when its synced named none (an older gateway)", async () => {
-    const { client, sockets, clock } = setup();
+    const { client, sockets, clock } = wsClient(clients);
     const view = client.subscribe({ entity: "t", mode: "changes" });
     const ws = await sockets.accept();
     ws.receive([{ type: "delta", sub: view.sub, seq: 1, op: "reset" },
@@ -218,7 +192,7 @@ describe("state-diff resume", () => {
   });
 
   test("a resume the client did not ask for is a violation", async () => {
-    const { client, sockets } = setup();
+    const { client, sockets } = wsClient(clients);
     const view = client.subscribe(F.query);
     const ws = await sockets.accept();
     ws.receive({ type: "delta", sub: view.sub, seq: 1, op: "resume", count: 0 });

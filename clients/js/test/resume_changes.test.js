@@ -11,40 +11,22 @@ import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
 
 import { connect, ProtocolViolation, ViewState } from "../lq-client.js";
-import { byId, FakeClock, FakeEventSources, FakeWebSockets, fakeFetch, fixture, flush } from "./fakes.js";
+import {
+  byId, deltas, FakeClock, FakeEventSources, fakeFetch, fixture, flush, play, subscribes, wsClient,
+} from "./fakes.js";
 
 const clients = [];
 afterEach(() => clients.splice(0).forEach((c) => c.close()));
 
 const F = fixture("resume_changes");
-const deltas = (frames) => frames.filter((f) => !f.sent).flat().filter((m) => m.type === "delta");
-const subscribes = (ws) => ws.sent.filter((m) => m.type === "subscribe");
 const syncedPos = (frames) => deltas(frames).at(-1).pos;
 
-function setup() {
-  const sockets = new FakeWebSockets();
-  const clock = new FakeClock();
-  const client = connect({
-    url: "http://gw.test:8080/", token: "tok", WebSocket: sockets.Ctor, clock, random: () => 0.5,
-    transport: "ws", fetch: fakeFetch(() => [500, {}]), heartbeat: 1e9,
-  });
-  clients.push(client);
-  return { client, sockets, clock };
-}
 
-/** The server's frames of a recording, renamed to `sub`, edited by `edit(message)`. */
-function play(ws, frames, sub, edit = (m) => m) {
-  for (const frame of frames) {
-    if (frame.sent) continue;
-    const one = (m) => edit({ ...m, sub });
-    ws.receive(Array.isArray(frame) ? frame.map(one) : one(frame));
-  }
-}
 
 /** A view synced on the recorded snapshot and live update, then a dropped connection
  * and a new one. */
 async function reconnected() {
-  const { client, sockets, clock } = setup();
+  const { client, sockets, clock } = wsClient(clients);
   const view = client.subscribe(F.query);
   const ws = await sockets.accept();
   play(ws, F.first, view.sub);
@@ -189,7 +171,7 @@ describe("changes-mode resume, recorded", () => {
   });
 
   test("a view started over names no pos on its fresh subscribe", async () => {
-    const { client, sockets } = setup();
+    const { client, sockets } = wsClient(clients);
     const view = client.subscribe(F.query);
     const ws = await sockets.accept();
     play(ws, F.first, view.sub);
@@ -199,7 +181,7 @@ describe("changes-mode resume, recorded", () => {
   });
 
   test("a truncated set never names its pos", async () => {
-    const { client, sockets, clock } = setup();
+    const { client, sockets, clock } = wsClient(clients);
     const view = client.subscribe({ entity: "t", mode: "changes", limit: 1 });
     const ws = await sockets.accept();
     ws.receive([{ type: "delta", sub: view.sub, seq: 1, op: "reset" },

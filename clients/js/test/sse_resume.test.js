@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
 
 import { connect } from "../lq-client.js";
-import { FakeClock, FakeEventSources, fakeFetch, fixture, flush, plain } from "./fakes.js";
+import { FakeClock, FakeEventSources, fakeFetch, fixture, flush, plain, settle } from "./fakes.js";
 
 const clients = [];
 afterEach(() => clients.splice(0).forEach((c) => c.close()));
@@ -39,12 +39,6 @@ function emit(es, frames, name) {
   }
 }
 
-/** Lets the digests of `synced` be hashed (Web Crypto answers on its own thread). */
-async function settle() {
-  for (let i = 0; i < 5; i++) await flush();
-  await new Promise((resolve) => setTimeout(resolve, 20));
-  await flush();
-}
 
 const declaredIn = (es) => (es.params.has("resume") ? JSON.parse(es.params.get("resume")) : null);
 

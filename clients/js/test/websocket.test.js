@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, test } from "node:test";
 
 import { connect, InvalidQuery, ProtocolViolation, Unauthorized } from "../lq-client.js";
-import { FakeClock, FakeWebSockets, fakeFetch, fixture, flush, jwt, messagesOf, plain } from "./fakes.js";
+import { FakeClock, fakeFetch, FakeWebSockets, fixture, flush, jwt, messagesOf, plain, subscribes } from "./fakes.js";
 
 const clients = [];
 afterEach(() => clients.splice(0).forEach((c) => c.close()));
@@ -35,7 +35,6 @@ function play(ws, name, sub, { until = Infinity, from = 0 } = {}) {
   }
 }
 
-const subscribes = (ws) => ws.sent.filter((m) => m.type === "subscribe");
 
 describe("connecting", () => {
   test("authenticates with its first message; the token is never in the URL", async () => {
