@@ -219,6 +219,22 @@ def _claimed(fleet: Fleet, old: dict[int, int]) -> list[dict[str, Any]]:
             and int(ev.get("epoch", 0)) > old[int(ev["p"])]]
 
 
+async def _settled_claims(fleet: Fleet, old: dict[int, int], quiet: float = 0.3,
+                          most: float = 3.0) -> list[dict[str, Any]]:
+    """`_claimed` once the survivor's log has shown no new one for `quiet` seconds (at
+    most `most`): a claim logs after it sent its snapshots, so the subscriptions can be
+    synced before its line is written."""
+    deadline = time.monotonic() + most
+    events = _claimed(fleet, old)
+    still = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - still < quiet:
+        await asyncio.sleep(0.05)
+        now = _claimed(fleet, old)
+        if len(now) != len(events):
+            events, still = now, time.monotonic()
+    return events
+
+
 async def _failover(fleet: Fleet, gw: SimGateway, front: Storage, timeout: float,
                     profile: Path | None) -> _Run:
     old = await _epochs(front, VICTIM)
@@ -237,7 +253,7 @@ async def _failover(fleet: Fleet, gw: SimGateway, front: Storage, timeout: float
         except TimeoutError:
             ok = False
     await fleet[VICTIM].wait_exit(5)
-    events = _claimed(fleet, old)
+    events = await _settled_claims(fleet, old)
     phases = {k: sum(float(ev.get(f"{k}_s", 0.0)) for ev in events) for k in PHASES}
     return _Run(total, lease, phases, sum(int(ev.get("rows", 0)) for ev in events),
                 len(events), _losses(fleet) - lost_before, ok)
