@@ -18,6 +18,7 @@ from .keys import DEFAULT_PREFIX
 __all__ = [
     "DEFAULT_DELTA_MAXLEN",
     "ENV_PREFIX",
+    "LOOPS",
     "SERVERS",
     "WS_IMPLS",
     "AuthSettings",
@@ -35,6 +36,8 @@ SERVERS = ("uvicorn", "granian")
 """The ASGI servers `lq gateway` can run under."""
 WS_IMPLS = ("websockets-sansio", "websockets", "wsproto")
 """uvicorn's WebSocket implementations (`--ws`), the first the default."""
+LOOPS = ("auto", "asyncio", "uvloop")
+"""A shard's event loops (`LQ_LOOP`): auto is uvloop when it is installed, else asyncio."""
 """`StorageSettings.delta_maxlen`'s default (named so that no second copy of it drifts)."""
 
 T = TypeVar("T")
@@ -196,6 +199,13 @@ class ShardSettings:
     http_host: str = _f("127.0.0.1", "address of the health and metrics endpoint")
     http_port: int = _f(9100, "port of the health and metrics endpoint (0: any free port)")
     cursor_secret: str = _f("", "cursor HMAC key (empty: the shared key kept in Redis)")
+    loop: str = _f(
+        "auto", "event loop: auto (uvloop when it is installed, else asyncio), asyncio, or "
+        "uvloop (refused when it is not installed)")
+
+    def __post_init__(self) -> None:
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop: choose from {', '.join(LOOPS)}")
 
 
 def env_name(cls: type[Any], name: str) -> str:

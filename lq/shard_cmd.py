@@ -1,7 +1,8 @@
 """`lq shard`: run one shard process (flags > `LQ_` environment > defaults).
 
 The shard id defaults to the host name, so a StatefulSet pod keeps its id, and with it
-its control stream and consumer group, across restarts. SIGTERM and SIGINT drain.
+its control stream and consumer group, across restarts. SIGTERM and SIGINT drain. The
+event loop is uvloop when it is installed, or as `--loop` / `LQ_LOOP` asks (lq/_loop.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 from cluster.settings import QueryLimits, ShardSettings, StorageSettings
 from lq._flags import add_settings_flags, settings_from
 from lq._jsonlog import configure_json_logging
+from lq._loop import loop_factory
+from lq._loop import run as run_on
 from shard.runtime import ShardService
 
 __all__ = ["configure", "run"]
@@ -47,11 +50,12 @@ def run(args: argparse.Namespace) -> int:
             settings_from(StorageSettings, args, env),
             settings_from(QueryLimits, args, env),
         )
+        _, factory = loop_factory(settings.loop)
     except ValueError as e:
         print(f"lq shard: {e}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(service))
+        run_on(_serve(service), factory)
     finally:
         flush()
     return 0

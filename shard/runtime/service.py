@@ -106,7 +106,8 @@ class ShardService:
                     s, front, self.limits, self.inc, self.events, group, status=self._stats
                 )
                 self.http_port = await health.start()
-                self.events.info("starting", inc=self.inc, http_port=self.http_port)
+                self.events.info("starting", inc=self.inc, http_port=self.http_port,
+                                 loop=_loop_name())
                 # the flusher first: claims and pending control messages wait for room
                 flusher = group.create_task(parts.publisher.run())
                 await parts.owner.once()
@@ -149,3 +150,8 @@ class ShardService:
         await step("release", ownership.release(list(ownership.held)))
         await step("notice", membership.leave("shard", shard_id))
         self.events.info("drained", seconds=round(_DRAIN_BUDGET_S - (deadline - loop.time()), 3))
+
+
+def _loop_name() -> str:
+    """The running event loop's package: `uvloop` or `asyncio` (said in the start event)."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
