@@ -12,8 +12,15 @@ Invariants:
   connection holds at most the outbox's byte bound plus one group plus one frame;
 - reading is cheap and never blocks (one `ioctl` per read); the writer is the only one
   that sets `writing`;
-- `Held` readings are fresh: the metrics (`LiveService.counters`) read each connection
-  when scraped, not a cached value.
+- the gauges (`totals`, read by `LiveService.counters` at every heartbeat and scrape)
+  read the stack again only where it can hold bytes: a connection with a frame being
+  written, or whose last reading found bytes. Every send of ours is followed by a
+  reading, and without a send the stack only drains, so a connection whose last reading
+  was empty and that is not writing still holds nothing there; its cached reading is
+  exact. (The one exception: control frames that the server writes by itself, pings
+  and the answers to the client's pings, a few bytes that the next send's reading or
+  the peer's acknowledgment clears.) So a heartbeat costs one `ioctl` per connection
+  that holds bytes, not one per connection.
 """
 
 from __future__ import annotations
@@ -76,6 +83,14 @@ class Backlog:
         self.outbox.below = self.writing + self.stack_bytes
         return Held(self.outbox.size, self.writing, transport, kernel)
 
+    def held(self) -> Held:
+        """What is queued now: the stack read again only where it can hold bytes (a
+        frame being written, or bytes at the last reading); else the last reading's
+        empty stack, which nothing but a send of ours (read after it) can fill."""
+        if self.writing or self.stack_bytes:
+            return self.refresh()
+        return Held(self.outbox.size, 0, 0, 0)
+
     @property
     def behind(self) -> bool:
         """Whether a subscription of this connection waits for room (it overflowed)."""
@@ -83,14 +98,15 @@ class Backlog:
 
 
 def totals(backlogs: Iterable[Backlog]) -> dict[str, int]:
-    """The gateway's gauges over its connections (read fresh): bytes queued in all and
+    """The gateway's gauges over its connections (`Backlog.held`: exact, reading the
+    stack only where it can hold bytes): bytes queued in all and
     below the outboxes, the largest connection's, connections that hold at least half their byte
     bound (`slow`: the level under which an overflowed subscription is caught up, so a
     reader that keeps up never reaches it) and connections with a subscription
     waiting for room (`behind`, overflowed and not caught up yet)."""
     queued = below = largest = slow = behind = 0
     for backlog in backlogs:
-        held = backlog.refresh()
+        held = backlog.held()
         queued += held.total
         below += held.below
         largest = max(largest, held.total)
