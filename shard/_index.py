@@ -34,10 +34,9 @@ class SortIndex:
 
     __slots__ = (
         "_cursors",
-        "_entity",
         "_names",
         "_paths",
-        "_signer",
+        "_sign",
         "id_of",
         "key_of",
         "keys",
@@ -57,8 +56,7 @@ class SortIndex:
         self._names = (
             tuple(p[0] for p in self._paths) if all(len(p) == 1 for p in self._paths) else None
         )
-        self._signer = signer
-        self._entity = query.entity
+        self._sign = signer.maker(query.entity, self.spec)
         self._cursors: dict[bytes, str] = {}
         self.users = 0
         self.old: bytes | None = None
@@ -73,14 +71,8 @@ class SortIndex:
         self.keys = SortedList(self.key_of.values())
 
     def _unchanged(self, old: dict[str, Any], new: dict[str, Any]) -> bool:
-        """Whether every sort column holds the same plain value (so the key is the same)."""
-        names = self._names
-        if names is not None:  # top-level columns: no path walk per change
-            for name in names:
-                a, b = old.get(name, MISSING), new.get(name, MISSING)
-                if a is not b and (type(a) is not type(b) or type(a) not in _PLAIN or a != b):
-                    return False
-            return True
+        """Whether every sort column holds the same plain value (so the key is the same);
+        nested paths only: `update` tests top-level columns inline, without a call."""
         for path in self._paths:
             a, b = _value(old, path), _value(new, path)
             if a is not b and (type(a) is not type(b) or type(a) not in _PLAIN or a != b):
@@ -89,10 +81,22 @@ class SortIndex:
 
     def update(self, rid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Re-key one row from its `old` to its `new` values (None: absent)."""
+        if old is not None and new is not None:
+            names = self._names
+            if names is not None:  # top-level columns: no path walk, no call per change
+                for name in names:
+                    a, b = old.get(name, MISSING), new.get(name, MISSING)
+                    if a is not b and (
+                        type(a) is not type(b) or type(a) not in _PLAIN or a != b
+                    ):
+                        break
+                else:
+                    self.old = self.new = self.key_of[rid]
+                    return
+            elif self._unchanged(old, new):
+                self.old = self.new = self.key_of[rid]
+                return
         key = self.key_of.get(rid)
-        if old is not None and new is not None and self._unchanged(old, new):
-            self.old = self.new = key
-            return
         fresh = None if new is None else self.sort_key(rid, new)
         self.old, self.new = key, fresh
         if key == fresh:
@@ -113,7 +117,7 @@ class SortIndex:
         if text is None:
             if len(self._cursors) >= _CURSORS:
                 self._cursors.clear()
-            text = self._signer.make(self._entity, self.spec, key)
+            text = self._sign(key)
             self._cursors[key] = text
         return text
 
