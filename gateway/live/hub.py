@@ -12,8 +12,11 @@ Invariants:
   subscription has accepted a reset since (its own `resets` count); when the deadline
   passes first, the owner is recomputed from the live shards and the request is sent
   again (`subscribe` to a new owner, else `reanchor` or `resync`; all idempotent by
-  registry id). With no live shard the registration stays and the request waits: a
-  shard that claims the partition serves it from the registry anyway.
+  registry id): at once when the owner changed, or the send failed, else when
+  `patience.Patience` says so (the owner has answered nothing for a timeout, or the
+  request has waited its longest), so a shard working through a queue of requests is not
+  asked for each of them twice. With no live shard the registration stays and the
+  request waits: a shard that claims the partition serves it from the registry anyway.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from storage import Control, Registry
 from ..context import Context
 from .asks import Asks
 from .delivery import Phase, Source, gap_targets
+from .patience import Patience
 from .stats import LiveStats
 from .subscription import Subscription
 
@@ -44,13 +48,15 @@ _CONCURRENCY = 64  # control messages in flight at once
 
 
 class _Request:
-    """A reset this gateway waits for: re-send at `at` unless `sub` accepted one since."""
+    """A reset this gateway waits for: re-send at `at` unless `sub` accepted one since.
+    `sent_at` is when it was (or is being) sent; None when it is still to be sent."""
 
-    __slots__ = ("at", "resets", "sub")
+    __slots__ = ("at", "resets", "sent_at", "sub")
 
-    def __init__(self, sub: Subscription, at: float) -> None:
+    def __init__(self, sub: Subscription, at: float, sent_at: float | None) -> None:
         self.sub = sub
         self.at = at
+        self.sent_at = sent_at
         self.resets = sub.resets
 
     @property
@@ -71,6 +77,7 @@ class Hub:
         self._sent_to: dict[str, str] = {}  # rid -> the shard its last request went to
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(_CONCURRENCY)
+        self._patience = Patience(self.timeout)
         self.asks = Asks(ctx, self.gateway_id, self.owner_of)
         ctx.ask_owner = self.asks.ask  # the one-shot query route asks through it
 
@@ -100,9 +107,11 @@ class Hub:
         return owner(p, self.live)
 
     def expect(self, sub: Subscription, after: float | None = None) -> None:
-        """`sub` waits for a reset; re-send when none came by then (default: timeout)."""
-        at = time.monotonic() + (self.timeout if after is None else after)
-        self._due[sub.rid] = _Request(sub, at)
+        """`sub` waits for a reset; re-send when none came by then (default: timeout,
+        for a request being sent now; `after` for one to send then)."""
+        now = time.monotonic()
+        at = now + (self.timeout if after is None else after)
+        self._due[sub.rid] = _Request(sub, at, now if after is None else None)
         if after == 0:
             self._wake.set()
 
@@ -179,6 +188,7 @@ class Hub:
     def live_changed(self, live: list[str]) -> None:
         """New live set: requests sent to a shard that is gone are re-sent at once."""
         self.live = live
+        self._patience.live(live)
         alive = set(live)
         for rid, request in self._due.items():
             sent_to = self._sent_to.get(rid)
@@ -201,6 +211,7 @@ class Hub:
         try:
             await self._send(sub, op)
         except Exception as e:
+            self._sent_to.pop(sub.rid, None)  # not sent: re-sent at its deadline
             emit(log, logging.WARNING, msg="control send failed", rid=sub.rid, op=op,
                  error=repr(e))
 
@@ -218,6 +229,15 @@ class Hub:
         self.stats.resent()
         await self._send_or_later(sub, op)
 
+    def _resend_now(self, rid: str, request: _Request, now: float) -> bool:
+        """An overdue request goes now when it is still to be sent, its owner changed or
+        its send failed, or `Patience` says its owner is not working through it."""
+        sent_to = self._sent_to.get(rid)
+        if request.sent_at is None or sent_to is None or sent_to != self.owner_of(
+                request.sub.p):
+            return True
+        return self._patience.resend_now(sent_to, request.sent_at, now)
+
     async def resend_due(self) -> None:
         """One turn of the re-send loop: wait for a tick (or a wake-up), then re-send
         the requests whose reset is overdue. Run under `cluster.loops.guarded`."""
@@ -231,7 +251,9 @@ class Hub:
         for rid, request in list(self._due.items()):
             if request.sub.closed or request.answered:
                 del self._due[rid]
-            elif request.at <= now:
+                if request.answered:
+                    self._patience.answered(self._sent_to.get(rid), now)
+            elif request.at <= now and self._resend_now(rid, request, now):
                 due.append(request.sub)
         for i in range(0, len(due), _CONCURRENCY):
             await asyncio.gather(*(self._resend(s) for s in due[i:i + _CONCURRENCY]))
