@@ -17,17 +17,19 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from cluster.errors import LiveQueryError
 from cluster.loops import cancel_all
 
-from .access import AccessMiddleware
+from .access import Access
 from .context import Context, GatewayConfig
-from .cors import CorsMiddleware, OriginRules
+from .cors import OriginRules
 from .errors import error_response, http_error_response
+from .front import Front
 from .http.assets import asset_routes
 from .http.batch import batch_routes
 from .http.body import read_json
@@ -40,7 +42,6 @@ from .live.poll import PollHandles, poll_routes
 from .live.service import LiveService
 from .live.sse import sse_routes
 from .live.sse_streams import SseStreams
-from .live.stack import StackTap
 from .live.ws import ws_routes
 
 __all__ = ["create_app"]
@@ -54,6 +55,22 @@ async def _on_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return http_error_response(exc)
+
+
+class _App(Starlette):
+    """Starlette with one layer in front of the router (`front.Front`) instead of its
+    error middleware, our three and its exception middleware; the WebSocket scopes keep
+    the exception middleware (WebSocket routes, `errors` for their handlers)."""
+
+    def __init__(self, front: tuple[Access, OriginRules], **kwargs: object) -> None:
+        self._front = front
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        access, rules = self._front
+        handlers = {LiveQueryError: _on_error, HTTPException: _on_http_error}
+        return Front(self.router, ExceptionMiddleware(self.router, handlers=handlers),
+                     access, rules)
 
 
 def create_app(config: GatewayConfig) -> Starlette:
@@ -86,14 +103,10 @@ def create_app(config: GatewayConfig) -> Starlette:
         *ws_routes(live), *sse_routes(live, streams), *poll_routes(live, handles, read_json),
         *asset_routes(ctx),
     ]
-    app = Starlette(
+    app = _App(
+        (Access(ctx.metrics, config.gateway.access_log),
+         OriginRules.parse(config.gateway.cors_origins)),
         routes=routes,
-        middleware=[
-            Middleware(StackTap),  # outermost: takes the server's own `send` (live/stack.py)
-            Middleware(AccessMiddleware, metrics=ctx.metrics, enabled=config.gateway.access_log),
-            Middleware(CorsMiddleware, rules=OriginRules.parse(config.gateway.cors_origins)),
-        ],
-        exception_handlers={LiveQueryError: _on_error, HTTPException: _on_http_error},
         lifespan=lifespan,
     )
     app.state.lq = ctx

@@ -1,6 +1,6 @@
 """Cross-origin requests from browsers (docs/protocol.md section 7, "Browsers on other
 origins"): an allow-list of origins, preflights answered, the headers a client reads
-exposed.
+exposed. The rules live here; `front.Front` applies them to each request.
 
 Invariants:
 - a request without `Origin` passes through untouched (servers, curl, same-origin);
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .responses import json_response
 
-__all__ = ["CorsMiddleware", "OriginRules"]
+__all__ = ["OriginRules", "allowed_headers", "preflight"]
 
 _METHODS = b"GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS"
 _HEADERS = b"Authorization, Content-Type, If-Match, If-None-Match, Last-Event-ID, Cache-Control"
@@ -81,54 +81,29 @@ def _checked(origin: str, entry: str) -> str:
     return origin
 
 
-class CorsMiddleware:
-    def __init__(self, app: ASGIApp, rules: OriginRules) -> None:
-        self.app = app
-        self.rules = rules
+def allowed_headers(origin: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers added to every answer to an allowed `origin` (not a preflight)."""
+    return [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-expose-headers", _EXPOSED),
+        (b"vary", b"Origin"),
+    ]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        origin_raw = headers.get(b"origin")
-        if origin_raw is None:
-            await self.app(scope, receive, send)
-            return
-        origin = origin_raw.decode("latin-1")
-        allowed = self.rules.allows(origin)
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
-            await self._preflight(origin_raw, allowed, scope, receive, send)
-            return
-        if not allowed:
-            await self.app(scope, receive, send)
-            return
 
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"access-control-allow-origin", origin_raw),
-                    (b"access-control-expose-headers", _EXPOSED),
-                    (b"vary", b"Origin"),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
-
-    async def _preflight(self, origin: bytes, allowed: bool, scope: Scope, receive: Receive,
-                         send: Send) -> None:
-        if not allowed:
-            refused = json_response(
-                {"error": {"code": "forbidden", "message": "this origin may not call this "
-                           "gateway from a browser (see the gateway's cors_origins)"}}, 403)
-            await refused(scope, receive, send)
-            return
-        await send({"type": "http.response.start", "status": 204, "headers": [
-            (b"access-control-allow-origin", origin),
-            (b"access-control-allow-methods", _METHODS),
-            (b"access-control-allow-headers", _HEADERS),
-            (b"access-control-max-age", _MAX_AGE),
-            (b"vary", b"Origin"),
-        ]})
-        await send({"type": "http.response.body", "body": b""})
+async def preflight(origin: bytes, allowed: bool, scope: Scope, receive: Receive, send: Send
+                    ) -> None:
+    """Answer a preflight: 204 with the allowed methods and headers, or 403 forbidden."""
+    if not allowed:
+        refused = json_response(
+            {"error": {"code": "forbidden", "message": "this origin may not call this "
+                       "gateway from a browser (see the gateway's cors_origins)"}}, 403)
+        await refused(scope, receive, send)
+        return
+    await send({"type": "http.response.start", "status": 204, "headers": [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-methods", _METHODS),
+        (b"access-control-allow-headers", _HEADERS),
+        (b"access-control-max-age", _MAX_AGE),
+        (b"vary", b"Origin"),
+    ]})
+    await send({"type": "http.response.body", "body": b""})

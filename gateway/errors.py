@@ -39,6 +39,7 @@ __all__ = [
     "UnknownSubscription",
     "error_body",
     "error_response",
+    "handled_response",
     "http_error_response",
     "status_of",
 ]
@@ -147,6 +148,15 @@ def http_error_response(error: HTTPException) -> Response:
         405: "method not allowed on this endpoint",
     }.get(status, error.detail)
     return _json(status, {"code": code, "message": message}, dict(error.headers or {}))
+
+
+def handled_response(error: Exception) -> Response | None:
+    """The answer to an error raised on purpose (ours, or starlette's own); None for a bug."""
+    if isinstance(error, LiveQueryError):
+        return error_response(error)
+    if isinstance(error, HTTPException):
+        return http_error_response(error)
+    return None
 
 
 def internal_error_response() -> Response:

@@ -6,16 +6,23 @@ percent-encode it (`a%2Fb`). Starlette matches on the decoded path, where `a%2Fb
 Here each `{param}` is exactly one raw segment, decoded once as UTF-8; a segment that is
 not valid UTF-8 marks the request so the endpoint refuses it with `invalid_request`.
 The matched template is put in the scope (`lq.route`) for metrics and logs.
+
+The endpoint is called as `endpoint(Request) -> Response` with nothing around it: its
+errors go up to `front.Front`, the one place that answers them for HTTP (starlette's
+`request_response` would wrap each call in a second exception layer that, with no
+handlers in the scope, only re-raises).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cluster.errors import InvalidRequest
 
@@ -28,8 +35,10 @@ _BAD_KEY = "lq.bad_path"
 class RawRoute(Route):
     """A `Route` whose `{name}` parameters are single raw path segments."""
 
-    def __init__(self, path: str, endpoint: Callable[..., Any], *, methods: list[str]) -> None:
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]], *,
+                 methods: list[str]) -> None:
         super().__init__(path, endpoint, methods=methods)
+        self.app = _plain(endpoint)
         self.template = path.split("/")
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -63,6 +72,14 @@ class RawRoute(Route):
         if self.methods and scope["method"] not in self.methods:
             return Match.PARTIAL, child
         return Match.FULL, child
+
+
+def _plain(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app
 
 
 def path_param(scope: Scope, name: str) -> str:

@@ -288,14 +288,16 @@ def test_openapi_describes_exactly_the_routes(gateway: ThreadServer, http: httpx
 async def test_an_unexpected_exception_is_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
     from starlette.types import Receive, Scope, Send
 
-    from gateway.access import AccessMiddleware
+    from gateway.access import Access
+    from gateway.cors import OriginRules
+    from gateway.front import Front
     from gateway.metrics import Metrics
 
     async def broken(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("bug with secret detail")
 
     metrics = Metrics()
-    app = AccessMiddleware(broken, metrics)
+    app = Front(broken, broken, Access(metrics), OriginRules.parse(""))
     transport = httpx.ASGITransport(app=app)
     with caplog.at_level(logging.INFO, logger="lq.gateway"):
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

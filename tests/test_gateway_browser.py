@@ -89,6 +89,28 @@ def test_preflights_are_answered_for_allowed_origins_and_refused_for_others(
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
+def test_error_answers_carry_cors_headers_and_are_counted(http: httpx.Client,
+                                                         server: ThreadServer) -> None:
+    origin = {"Origin": ALLOWED}
+    refused = http.put("/v1/entities/tasks/rows/a", json={"p": 1}, headers=origin)  # no token
+    no_route = http.get("/v1/nowhere", headers=origin)
+    no_method = http.post("/v1/entities/tasks/rows/a", headers={**auth(token(new_tenant())),
+                                                                **origin})
+    for r, status, code in ((refused, 401, "unauthorized"), (no_route, 404, "not_found"),
+                            (no_method, 405, "invalid_request")):
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+        assert r.headers["access-control-allow-origin"] == ALLOWED
+        assert "Origin" in r.headers["vary"]
+    assert "PUT" in no_method.headers["allow"]
+    r = http.options("/v1/sse", headers={"Origin": "https://evil.example",
+                                         "Access-Control-Request-Method": "GET"})
+    assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+    metrics = http.get("/metrics").text
+    for route, status in (("/v1/entities/{entity}/rows/{id}", 401), ("unmatched", 404),
+                          ("/v1/entities/{entity}/rows/{id}", 405), ("unmatched", 403)):
+        assert f'route="{route}",status="{status}"' in metrics, (route, status)
+
+
 def _ticket(http: httpx.Client, tok: str) -> str:
     r = http.post("/v1/tickets", headers=auth(tok))
     assert r.status_code == 200, r.text

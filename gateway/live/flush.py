@@ -16,7 +16,7 @@ suspending while the transport accepts writes (below its high-water mark), so st
 once writes the frame. When it does suspend (the transport is paused: a slow reader),
 the started send is handed to the connection's writer (`Resumed`), which finishes it
 inside its task like any await; the callback never waits, so a slow reader slows no one
-else. Only connections whose transport `stack.StackTap` found (uvicorn's) are flushed
+else. Only connections whose transport `gateway.front.Front` found (uvicorn's) are flushed
 here; under another server (granian) every frame goes through the writer task.
 
 Invariants:

@@ -14,8 +14,8 @@ app's writer holds while its `send` waits, are everything queued for the connect
 
 Invariants:
 - the transport is found from the server's own ASGI `send` (a bound method of the
-  protocol object, which has `transport`), taken by `StackTap`, the outermost app layer,
-  before any middleware wraps `send`; under a server where it cannot be found (not
+  protocol object, which has `transport`), taken by `gateway.front.Front`, the outermost
+  app layer, before anything wraps `send`; under a server where it cannot be found (not
   uvicorn), `Stack` is absent and only the outbox is counted (docs/operations.md says so);
 - reading never raises and never blocks: a socket that is gone reads as 0;
 - nothing here writes to the connection.
@@ -28,14 +28,14 @@ import fcntl
 import termios
 from typing import Any, Protocol, cast
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
-__all__ = ["SEND_KEY", "TRANSPORT_KEY", "Stack", "StackTap"]
+__all__ = ["SEND_KEY", "TRANSPORT_KEY", "Stack", "transport_of"]
 
 TRANSPORT_KEY = "lq.transport"
-"""The scope key under which `StackTap` leaves the connection's transport (or None)."""
+"""The scope key under which `Front` leaves the connection's transport (or None)."""
 SEND_KEY = "lq.send"
-"""The scope key under which `StackTap` leaves the server's own ASGI `send`: the writer
+"""The scope key under which `Front` leaves the server's own ASGI `send`: the writer
 sends its data frames through it, past the app's wrappers of `send` (starlette's
 `WebSocket.send` state checks and its exception middleware's `sender`), which act on
 accept, close and HTTP responses only; accept and close still go through starlette."""
@@ -50,25 +50,13 @@ class _Transport(Protocol):
     def is_closing(self) -> bool: ...
 
 
-def _transport_of(send: Send) -> _Transport | None:
+def transport_of(send: Send) -> _Transport | None:
+    """The transport behind the server's own ASGI `send`, or None (not uvicorn)."""
     transport = getattr(getattr(send, "__self__", None), "transport", None)
     needed = ("get_write_buffer_size", "get_extra_info", "is_closing")
     if all(callable(getattr(transport, name, None)) for name in needed):
         return cast(_Transport, transport)
     return None
-
-
-class StackTap:
-    """ASGI middleware, outermost: gives each WebSocket scope its transport (or None)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            scope[TRANSPORT_KEY] = _transport_of(send)
-            scope[SEND_KEY] = send
-        await self.app(scope, receive, send)
 
 
 class Stack:
@@ -84,7 +72,7 @@ class Stack:
 
     @classmethod
     def of(cls, scope: Scope) -> Stack | None:
-        """The stack of a scope that `StackTap` saw, or None."""
+        """The stack of a scope that `Front` saw, or None."""
         transport = scope.get(TRANSPORT_KEY)
         return None if transport is None else cls(transport)
 
