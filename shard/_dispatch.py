@@ -98,6 +98,7 @@ class _Column(Generic[T]):
     intervals: IntervalSet[T] = field(default_factory=IntervalSet)
     ranged: int = 0  # len(intervals), without a Python-level __len__ call per change
     users: int = 0
+    name: str | None = None  # the path's one name, for a top-level column (no call)
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -123,7 +124,10 @@ class Dispatch(Generic[T]):
         if plan.path is None:
             self._always.add(view)
             return
-        col = self._columns.setdefault(plan.path, _Column())
+        col = self._columns.get(plan.path)
+        if col is None:
+            name = plan.path[0] if len(plan.path) == 1 else None
+            col = self._columns[plan.path] = _Column(name=name)
         col.users += 1
         for p in plan.points:
             col.points.setdefault(p, set()).add(view)
@@ -154,12 +158,19 @@ class Dispatch(Generic[T]):
         """Views that the row's old or new values may match (a superset, never fewer)."""
         out = set(self._always)
         for path, col in self._columns.items():
+            name = col.name  # `_value` inline for a top-level column: a call less
             if old is None or new is None:
                 row = new if old is None else old
-                x = encoded(MISSING if row is None else _value(row, path))
+                if row is None:
+                    x = encoded(MISSING)
+                else:
+                    x = encoded(_value(row, path) if name is None else row.get(name, MISSING))
                 y = None
             else:
-                a, b = _value(old, path), _value(new, path)
+                if name is None:
+                    a, b = _value(old, path), _value(new, path)
+                else:
+                    a, b = old.get(name, MISSING), new.get(name, MISSING)
                 x = encoded(a)
                 # the same plain value: one lookup
                 same = a is b or (type(a) is type(b) and type(a) in _PLAIN and a == b)

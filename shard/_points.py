@@ -26,10 +26,11 @@ _PLAIN = (str, int, float, bool, type(None))
 class PointIndex:
     """Ids of a collection's rows by the encoded value at one path."""
 
-    __slots__ = ("ids", "path", "users")
+    __slots__ = ("_name", "ids", "path", "users")
 
     def __init__(self, path: tuple[str, ...], rows: Mapping[str, tuple[int, Any]]) -> None:
         self.path = path
+        self._name = path[0] if len(path) == 1 else None  # top-level: no call per change
         self.users = 0
         self.rebuild(rows)
 
@@ -51,8 +52,13 @@ class PointIndex:
 
     def update(self, rid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """Move row `rid` from its `old` values' bucket to its `new` one (None: absent)."""
-        a = None if old is None else self._value(old)
-        b = None if new is None else self._value(new)
+        name = self._name
+        if name is not None:
+            a = None if old is None else old.get(name, MISSING)
+            b = None if new is None else new.get(name, MISSING)
+        else:
+            a = None if old is None else self._value(old)
+            b = None if new is None else self._value(new)
         if old is not None and new is not None:
             if a is b or (type(a) is type(b) and type(a) in _PLAIN and a == b):
                 return
