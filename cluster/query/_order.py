@@ -31,9 +31,11 @@ _D_OFFSET = 1 << 31
 _D_MAX = (1 << 32) - 1
 _INVERT = bytes(255 - i for i in range(256))
 _pack = struct.Struct(">d").pack
-_unpack = struct.Struct(">Q").unpack
 _EXACT = 1 << 53  # every int of at most this size is exactly a double
 _NO_DISTANCE = _D_OFFSET.to_bytes(4, "big")
+_pack_number = struct.Struct(">cd4s").pack  # kind byte, double, distance
+_NUMBER_INVERTED = _NUMBER.translate(_INVERT)
+_NO_DISTANCE_INVERTED = _NO_DISTANCE.translate(_INVERT)
 
 
 def _text(raw: bytes) -> bytes:
@@ -46,8 +48,12 @@ def _number(x: int | float) -> bytes:
         # (or x is one), so the distance below is 0. Same bytes as the general case.
         if x - x:  # nan for an infinity or a nan: leave those to the general case
             return _general_number(x)
-        n: int = _unpack(_pack(x + 0.0))[0]  # + 0.0: ints to float, -0.0 to 0.0
-        return _NUMBER + (n ^ _ALL if n & _SIGN else n | _SIGN).to_bytes(8, "big") + _NO_DISTANCE
+        f = x + 0.0  # ints to float, -0.0 to 0.0
+        # The general case's bits: a sign bit set on a positive double is the double
+        # -f; a negative one is all its bits inverted. One pack writes the whole value.
+        if f >= 0.0:
+            return _pack_number(_NUMBER, -f, _NO_DISTANCE)
+        return _pack_number(_NUMBER_INVERTED, f, _NO_DISTANCE_INVERTED).translate(_INVERT)
     return _general_number(x)
 
 
