@@ -22,6 +22,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # (method, route, status) -> its request counter and latency histogram: labels()
+        # takes a lock and builds a key on every call, once per request
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "lq_http_requests",
             "HTTP requests by method, route template and status",
@@ -67,8 +70,15 @@ class Metrics:
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # bounded like the label space itself (see above)
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def breaker_changed(self, state: BreakerState) -> None:
         self.breaker.set(int(state))

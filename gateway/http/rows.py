@@ -91,6 +91,8 @@ class _Rows:
         return current.version
 
     def _ttl(self, request: Request) -> int | None:
+        if not request.scope["query_string"]:  # no parameters: nothing to check or parse
+            return None
         check_query_params(request.query_params.multi_items(), _TTL)
         return ttl_ms(parse_ttl(request.query_params.get("ttl"), self.limits.max_ttl_seconds))
 
