@@ -134,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
             ws_ping_timeout=2 * ping,  # two unanswered intervals close the connection
             backlog=4096,
             ws=g.ws_impl,
+            # the gateway reads neither the client's address nor the scheme, so uvicorn's
+            # X-Forwarded-* rewriting would be one more layer per request for nothing
+            proxy_headers=False,
         ),
         flush,
         app.state.live,
