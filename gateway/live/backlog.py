@@ -83,11 +83,16 @@ class Backlog:
         self.outbox.below = self.writing + self.stack_bytes
         return Held(self.outbox.size, self.writing, transport, kernel)
 
+    @property
+    def may_hold(self) -> bool:
+        """Whether the stack can hold bytes now (a frame being written, or bytes at the
+        last reading); if not, it holds none: nothing but a send of ours, read after
+        it, can fill it."""
+        return bool(self.writing or self.stack_bytes)
+
     def held(self) -> Held:
-        """What is queued now: the stack read again only where it can hold bytes (a
-        frame being written, or bytes at the last reading); else the last reading's
-        empty stack, which nothing but a send of ours (read after it) can fill."""
-        if self.writing or self.stack_bytes:
+        """What is queued now: the stack read again only where it `may_hold` bytes."""
+        if self.may_hold:
             return self.refresh()
         return Held(self.outbox.size, 0, 0, 0)
 
@@ -105,13 +110,21 @@ def totals(backlogs: Iterable[Backlog]) -> dict[str, int]:
     reader that keeps up never reaches it) and connections with a subscription
     waiting for room (`behind`, overflowed and not caught up yet)."""
     queued = below = largest = slow = behind = 0
-    for backlog in backlogs:
-        held = backlog.held()
-        queued += held.total
-        below += held.below
-        largest = max(largest, held.total)
-        slow += held.total * 2 >= backlog.outbox.max_bytes
-        behind += backlog.behind
+    for backlog in backlogs:  # once a second over every connection: kept lean
+        outbox = backlog.outbox
+        if backlog.may_hold:  # `Backlog.held`, without a `Held` per quiet connection
+            held = backlog.refresh()
+            total, under = held.total, held.below
+        else:
+            total, under = outbox.size, 0
+        queued += total
+        below += under
+        if total > largest:
+            largest = total
+        if total * 2 >= outbox.max_bytes:
+            slow += 1
+        if outbox.waiting:  # `Backlog.behind`
+            behind += 1
     return {
         "queued_bytes": queued,
         "stack_bytes": below,
