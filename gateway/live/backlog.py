@@ -6,21 +6,24 @@ below the app (`stack.Stack`: the transport's write buffer and the kernel's send
 
 Invariants:
 - the outbox's admission and catch-up count what is below it: `Backlog` keeps
-  `outbox.below` = the frame being written + the stack's bytes as last read, read after
-  every `send` returns (and by `refresh`); between two sends nothing but the client's
-  reading changes the stack, which only shrinks it, so `below` is an upper bound and the
-  connection holds at most the outbox's byte bound plus one group plus one frame;
+  `outbox.below` = the frame being written + the stack's bytes as last read + the
+  frames sent since (`unread`). Nothing but our sends adds to the stack (the client's
+  reading only drains it), so `below` is an upper bound; the outbox reads the stack
+  again (`Outbox.reread` = `refresh`) before `below` makes it refuse a group or hold
+  back a catch-up, so it decides on a fresh reading, and the connection holds at most
+  the outbox's byte bound plus one group plus one frame. A send is not followed by a
+  reading: a reader that keeps up costs one reading per byte bound's worth of frames
+  (or per gauge pass), not one per frame;
 - reading is cheap and never blocks (one `ioctl` per read); the writer is the only one
   that sets `writing`;
 - the gauges (`totals`, read by `LiveService.counters` at every heartbeat and scrape)
-  read the stack again only where it can hold bytes: a connection with a frame being
-  written, or whose last reading found bytes. Every send of ours is followed by a
-  reading, and without a send the stack only drains, so a connection whose last reading
-  was empty and that is not writing still holds nothing there; its cached reading is
-  exact. (The one exception: control frames that the server writes by itself, pings
-  and the answers to the client's pings, a few bytes that the next send's reading or
-  the peer's acknowledgment clears.) So a heartbeat costs one `ioctl` per connection
-  that holds bytes, not one per connection.
+  read the stack again only where it can hold bytes (`may_hold`: a frame being written,
+  frames sent since the last reading, or bytes at it); a connection whose last reading
+  was empty and that sent nothing since still holds nothing there, so its cached reading
+  is exact. (The one exception: control frames that the server writes by itself, pings
+  and the answers to the client's pings, a few bytes that the peer's acknowledgment
+  clears.) So a heartbeat costs one `ioctl` per connection that sent or holds bytes,
+  not one per connection.
 """
 
 from __future__ import annotations
@@ -55,23 +58,29 @@ class Held(NamedTuple):
 class Backlog:
     """One connection's queued bytes (its outbox, and its stack when known)."""
 
-    __slots__ = ("outbox", "stack", "stack_bytes", "writing")
+    __slots__ = ("outbox", "stack", "stack_bytes", "unread", "writing")
 
     def __init__(self, outbox: Outbox, stack: Stack | None) -> None:
         self.outbox = outbox
         self.stack = stack
         self.writing = 0
-        self.stack_bytes = 0
+        self.stack_bytes = 0  # at the last reading
+        self.unread = 0  # bytes of the frames sent since the last reading
+        if stack is not None:
+            outbox.reread = self.refresh
 
     def sending(self, size: int) -> None:
         """The writer took a frame of `size` bytes and calls `send`."""
         self.writing = size
-        self.outbox.below = size + self.stack_bytes
+        self.outbox.below = size + self.stack_bytes + self.unread
 
     def sent(self) -> None:
-        """`send` returned: the frame is in the stack; read the stack again."""
+        """`send` returned: the frame is in the stack (or sent), counted there until the
+        next reading (where no stack is known, nothing is counted below the outbox)."""
+        if self.stack is not None:
+            self.unread += self.writing
         self.writing = 0
-        self.refresh()
+        self.outbox.below = self.stack_bytes + self.unread
 
     def refresh(self) -> Held:
         """Read the stack now (and keep `outbox.below` up to date)."""
@@ -80,15 +89,16 @@ class Backlog:
         if stack is not None:
             transport, kernel = stack.transport_bytes(), stack.kernel_bytes()
         self.stack_bytes = transport + kernel
+        self.unread = 0
         self.outbox.below = self.writing + self.stack_bytes
         return Held(self.outbox.size, self.writing, transport, kernel)
 
     @property
     def may_hold(self) -> bool:
-        """Whether the stack can hold bytes now (a frame being written, or bytes at the
-        last reading); if not, it holds none: nothing but a send of ours, read after
-        it, can fill it."""
-        return bool(self.writing or self.stack_bytes)
+        """Whether the stack can hold bytes now (a frame being written, frames sent
+        since the last reading, or bytes at it); if not, it holds none: nothing but a
+        send of ours can fill it."""
+        return bool(self.writing or self.unread or self.stack_bytes)
 
     def held(self) -> Held:
         """What is queued now: the stack read again only where it `may_hold` bytes."""

@@ -13,10 +13,12 @@ Invariants:
   `synced`, or nothing when the shard is asked to resync). So the queue holds at most
   its bounds plus one group, and nothing is lost silently.
 - The byte bound counts what waits below the queue too (`below`: the frame being
-  written and what the transport and the kernel hold for the connection, kept by its
-  `backlog.Backlog`; 0 where no one keeps it): a client that stops reading fills the
-  stack first, then overflows here, so the connection holds at most the byte bound plus
-  one group plus one frame.
+  written and what the transport and the kernel hold for the connection, an upper bound
+  kept by its `backlog.Backlog`; 0 where no one keeps it). When `below` is what would
+  refuse a group or hold back a catch-up, it is read again first (`reread`), so both
+  decide on a fresh reading: a client that stops reading fills the stack first, then
+  overflows here, so the connection holds at most the byte bound plus one group plus
+  one frame.
 - Messages without `seq` (subscribed, pong, errors) are never dropped; past twice the
   bounds `push_control` refuses, and the transport closes the connection (overloaded).
 - The outbox only queues: a subscription's counts (`seq`, `queued`) and whether it is
@@ -67,8 +69,8 @@ class Queued(Protocol):
 
 class Outbox:
     __slots__ = (
-        "below", "max_bytes", "max_messages", "messages", "on_overflow", "queue", "size",
-        "waiting", "wake",
+        "below", "max_bytes", "max_messages", "messages", "on_overflow", "queue", "reread",
+        "size", "waiting", "wake",
     )
 
     def __init__(
@@ -84,6 +86,7 @@ class Outbox:
         self.messages = 0
         self.size = 0
         self.below = 0  # bytes queued for the connection below this queue (see `Backlog`)
+        self.reread: Callable[[], object] | None = None  # reads `below` again, if kept
         # subscriptions to ask `caught_up` when there is room, oldest first (a set
         # ordered by insertion); whether each is behind is its own fact
         self.waiting: dict[Queued, None] = {}
@@ -105,7 +108,8 @@ class Outbox:
 
     def push_deltas(self, sub: Queued, ops: Sequence[str], bodies: Sequence[bytes]) -> bool:
         """Queue one group of `sub`'s deltas whole, or overflow `sub` (False)."""
-        if self.messages >= self.max_messages or self.size + self.below >= self.max_bytes:
+        if (self.messages >= self.max_messages or self.size + self.below >= self.max_bytes
+                ) and not self._room(1):
             self.overflow(sub)
             return False
         queue = self.queue
@@ -178,13 +182,21 @@ class Outbox:
             self.wake.clear()
         return out
 
+    def _room(self, share: int) -> bool:
+        """Whether the queue is under `1/share` of its bounds, `below` read again first
+        when it is what stands in the way."""
+        if self.messages * share >= self.max_messages:
+            return False
+        if (self.size + self.below) * share < self.max_bytes:
+            return True
+        if self.reread is None or not self.below:
+            return False
+        self.reread()
+        return (self.size + self.below) * share < self.max_bytes
+
     def catch_up(self) -> None:
         """Serve waiting subscriptions while the queue is below half its bounds."""
-        while (
-            self.waiting
-            and self.messages * 2 < self.max_messages
-            and (self.size + self.below) * 2 < self.max_bytes
-        ):
+        while self.waiting and self._room(2):
             sub = next(iter(self.waiting))
             del self.waiting[sub]
             snapshot = sub.caught_up()
