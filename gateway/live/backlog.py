@@ -87,7 +87,7 @@ class Backlog:
         stack = self.stack
         transport = kernel = 0
         if stack is not None:
-            transport, kernel = stack.transport_bytes(), stack.kernel_bytes()
+            transport, kernel = stack.read()
         self.stack_bytes = transport + kernel
         self.unread = 0
         self.outbox.below = self.writing + self.stack_bytes
