@@ -113,13 +113,19 @@ class Outbox:
             self.overflow(sub)
             return False
         queue = self.queue
-        size = 0
-        for op, body in zip(ops, bodies, strict=True):
-            queue.append((sub, op, body))
-            size += len(body) + _OVERHEAD
-        self.messages += len(bodies)
+        count = len(bodies)
+        if count == 1:  # most groups: one update for each of thousands of subscribers
+            body = bodies[0]
+            queue.append((sub, ops[0], body))
+            size = len(body) + _OVERHEAD
+        else:
+            size = 0
+            for op, body in zip(ops, bodies, strict=True):
+                queue.append((sub, op, body))
+                size += len(body) + _OVERHEAD
+        self.messages += count
         self.size += size
-        sub.enqueued(len(bodies))
+        sub.enqueued(count)
         self.wake.set()
         return True
 

@@ -195,12 +195,13 @@ class Subscription:
     ) -> bool:
         """Apply one group of a frame; False when the fence drops it."""
         ops = group.ops
-        verdict = self.fence.admit(epoch, source, starts(ops[0]))
+        first = starts(ops[0])
+        verdict = self.fence.admit(epoch, source, first)
         if verdict is not Verdict.DELIVER:
             if verdict is Verdict.LOST_RESET:
                 self.request_resync(self)
             return False
-        if starts(ops[0]):
+        if first:
             self.resets += 1
         self.mirror.apply_reads(group.reads, group.unit)
         if self.held is not None:
